@@ -17,10 +17,25 @@ app = typer.Typer(
 )
 
 
+# Command modules, each with ``register(app)``; add one line per command group.
+_COMMAND_MODULES: list[str] = [
+    "excise.commands.weights",
+]
+_MOUNTED = False
+
+
 def _mount_subapps() -> None:
+    global _MOUNTED
+    if _MOUNTED:
+        return
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(app)
     from excise.spd.cli import app as spd_app
 
     app.add_typer(spd_app, name="spd", help="Stochastic parameter decomposition (SPD).")
+    _MOUNTED = True
 
 
 def main(argv: list[str] | None = None) -> None:
