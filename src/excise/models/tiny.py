@@ -48,7 +48,7 @@ def tiny_config(family: str, vocab_size: int, special: dict[str, int] | None = N
     ctx = overrides.pop("context", 128)
     sp = dict(special or {})
     if family == "llama":
-        cfg = tf.LlamaConfig(**sp, 
+        cfg = tf.LlamaConfig(**sp,
             vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=n_layers,
             num_attention_heads=heads, num_key_value_heads=overrides.pop("kv_heads", max(1, heads // 2)),
             max_position_embeddings=ctx, tie_word_embeddings=False,
@@ -56,14 +56,14 @@ def tiny_config(family: str, vocab_size: int, special: dict[str, int] | None = N
     elif family == "gpt2":
         cfg = tf.GPT2Config(**sp, vocab_size=vocab_size, n_embd=hidden, n_layer=n_layers, n_head=heads, n_positions=ctx)
     elif family == "opt":
-        cfg = tf.OPTConfig(**sp, 
+        cfg = tf.OPTConfig(**sp,
             vocab_size=vocab_size, hidden_size=hidden, ffn_dim=2 * hidden, num_hidden_layers=n_layers,
             num_attention_heads=heads, max_position_embeddings=ctx, word_embed_proj_dim=hidden,
         )
     elif family == "bloom":
         cfg = tf.BloomConfig(**sp, vocab_size=vocab_size, hidden_size=hidden, n_layer=n_layers, n_head=heads)
     elif family == "gpt_neox":
-        cfg = tf.GPTNeoXConfig(**sp, 
+        cfg = tf.GPTNeoXConfig(**sp,
             vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=n_layers,
             num_attention_heads=heads, max_position_embeddings=ctx, rotary_pct=1.0,
         )

@@ -1,0 +1,47 @@
+"""Shared test set-up: offline hubs, a private cache folder, no progress bars, GPU marker."""
+
+from __future__ import annotations
+
+import os
+
+# An accidental hub call must fail fast instead of hanging.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("EXCISE_NO_PROGRESS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One cache folder for the whole session (trained organisms and toys are reused across tests)."""
+    env = os.environ.get("EXCISE_TEST_CACHE_DIR")
+    if env:
+        os.makedirs(env, exist_ok=True)
+        return env
+    return str(tmp_path_factory.mktemp("excise-cache"))
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(session_cache_dir: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test writes its cache into the session's private folder, never the user's."""
+    monkeypatch.setenv("EXCISE_CACHE_DIR", session_cache_dir)
+    return session_cache_dir
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` run only where CUDA is available."""
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # noqa: BLE001
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
