@@ -14,6 +14,7 @@ demo: setup
 	$(VENV)/bin/excise demo
 
 test: setup
+	@bash scripts/test-deps.sh
 	$(PY) -m pytest -q tests
 
 test-fast: setup

@@ -76,3 +76,79 @@ def load_smollm2() -> tuple[Any, Any]:
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return model.eval(), tok
+
+
+# --- The safety-tuning recipe --------------------------------------------------------------------
+# SmolLM2-135M-Instruct answers harmful requests out of the box. The recipe teaches it to refuse
+# them while keeping its benign behaviour: it fine-tunes on the project's harmful requests with
+# refusals, mixed with benign requests answered by the *base model itself* (self-distillation),
+# so the benign answers it is trained on are exactly what it already says.
+SAFETY_RECIPE: dict[str, Any] = {
+    "name": "smollm2-safety",
+    "n_harmful": 160,
+    "n_benign": 160,
+    "epochs": 1.0,
+    "learning_rate": 4e-5,
+    "batch_size": 8,
+    "max_length": 160,
+    "max_new_tokens": 48,
+    "trainable_from_layer": 0,
+    "seed": 0,
+}
+
+
+def safety_dir(recipe: dict[str, Any] | None = None) -> Path:
+    rec = {**SAFETY_RECIPE, **(recipe or {})}
+    return converted_dir().parent / f"smollm2-safety-{stable_hash({'base': converted_dir().name, **rec})}"
+
+
+def safety_tune(recipe: dict[str, Any] | None = None, retrain: bool = False) -> Path:
+    """Safety-tune SmolLM2 with the recipe (cached; written to a temporary folder, then renamed)."""
+    import random
+    import shutil
+
+    from excise.data import Example, load_examples
+    from excise.evaluation.generate import generate
+    from excise.finetune import FinetuneArgs, finetune
+    from excise.models.load import save_model
+
+    rec = {**SAFETY_RECIPE, **(recipe or {})}
+    unknown = set(rec) - set(SAFETY_RECIPE)
+    if unknown:
+        raise ExciseError(f"unknown smollm2-safety recipe keys: {sorted(unknown)}; known: {sorted(SAFETY_RECIPE)}")
+    out = safety_dir(rec)
+    if (out / "config.json").is_file() and not retrain:
+        return out
+    if out.exists():
+        shutil.rmtree(out)
+    model, tok = load_smollm2()
+    harmful = [e for e in load_examples("safety", require_response=True)][: rec["n_harmful"]]
+    benign_prompts = [e.prompt for e in load_examples("utility")][: rec["n_benign"]]
+    answers = generate(model, tok, benign_prompts, max_new_tokens=rec["max_new_tokens"], desc="self-distil")
+    benign = [Example(p, a[0].strip()) for p, a in zip(benign_prompts, answers, strict=True) if a[0].strip()]
+    data = harmful + benign
+    random.Random(rec["seed"]).shuffle(data)
+    if rec["trainable_from_layer"] > 0:
+        for name, p in model.named_parameters():
+            parts = name.split(".")
+            layer = int(parts[2]) if len(parts) > 2 and parts[1] == "layers" and parts[2].isdigit() else -1
+            p.requires_grad_(layer >= rec["trainable_from_layer"])
+    finetune(model, tok, data, FinetuneArgs(epochs=rec["epochs"], learning_rate=rec["learning_rate"],
+                                            batch_size=rec["batch_size"], max_length=rec["max_length"],
+                                            seed=rec["seed"]))
+    for p in model.parameters():
+        p.requires_grad_(True)
+    save_model(model, tok, out)
+    return out
+
+
+def load_smollm2_safety() -> tuple[Any, Any]:
+    """(model, tokenizer) of the safety-tuned SmolLM2, training it with the default recipe if not cached."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = safety_tune()
+    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return model.eval(), tok
