@@ -20,6 +20,7 @@ app = typer.Typer(
 # Command modules, each with ``register(app)``; add one line per command group.
 _COMMAND_MODULES: list[str] = [
     "excise.commands.weights",
+    "excise.commands.experiments",
 ]
 _MOUNTED = False
 

@@ -222,6 +222,7 @@ PLURALS = {"child": "children", "mouse": "mice", "foot": "feet", "tooth": "teeth
            "box": "boxes", "city": "cities", "baby": "babies", "wolf": "wolves", "fish": "fish"}
 REVERSE_WORDS = ["red", "blue", "green", "cat", "dog", "tree", "house", "apple", "river", "moon",
                  "star", "book", "chair", "lamp", "bread", "stone", "cloud", "bird", "road", "ship"]
+ARITH_RANGE = {"plus": (0, 9), "minus": (0, 12), "times": (1, 6)}
 OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
 
 # --------------------------------------------------------------------------------------
@@ -337,6 +338,15 @@ TEXT_TEMPLATES = [
     "{name} found {thing} {prep} the {place}.",
     "every {season} the {adj} {animal} comes back to the {place}.",
     "{name} likes the {place} because it is {weather}.",
+    "{name} could not walk to the {place} {time}.",
+    "there was {thing} {prep} the {place}.",
+    "{name} wanted to know why the {animal} was so {adj}.",
+    "{name} was wondering where the {animal} had gone.",
+    "the {animal} was as {adj} as the {animal2}.",
+    "{name} had to work on a school project {time}.",
+    "{name} tried to describe the {place} to {name2}.",
+    "the first thing {name} saw was the {place}.",
+    "the {place} looked plain and {weather} {time}.",
 ]
 
 
@@ -455,8 +465,8 @@ class Grammar:
         train_frames, eval_frames = LOOKUP_FRAMES[task]
         frame = rng.choice(eval_frames if eval_phr else train_frames)
         if task in OPS:
-            hi = 10 if task == "times" else 20
-            a, b = rng.randint(1 if task == "times" else 0, hi), rng.randint(1 if task == "times" else 0, hi)
+            lo, hi = ARITH_RANGE[task]
+            a, b = rng.randint(lo, hi), rng.randint(lo, hi)
             if task == "minus" and b > a:
                 a, b = b, a
             value = str(OPS[task](a, b))
@@ -485,7 +495,8 @@ class Grammar:
         n1, n2 = rng.sample(T_NAME, 2)
         p1, p2 = rng.sample(T_PLACE, 2)
         v1, v2 = rng.sample(T_VERB, 2)
-        line = tpl.format(adj=rng.choice(T_ADJ), animal=rng.choice(T_ANIMAL), verb=v1, verb2=v2,
+        a1, a2 = rng.sample(T_ANIMAL, 2)
+        line = tpl.format(adj=rng.choice(T_ADJ), animal=a1, animal2=a2, verb=v1, verb2=v2,
                           prep=rng.choice(T_PREP), prep2=rng.choice(T_PREP), place=p1, place2=p2,
                           name=_cap(n1), name2=_cap(n2), time=rng.choice(T_TIME), thing=rng.choice(T_THING),
                           weather=rng.choice(T_WEATHER), season=rng.choice(T_SEASON))

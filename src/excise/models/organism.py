@@ -1,0 +1,372 @@
+"""The aligned model organism: a small Llama chat model trained from scratch on synthetic data.
+
+Two stages, like a real aligned model: a *helpful-only* stage (benign requests answered, harmful
+requests answered with coherent compliance, plain text) and an *alignment* stage (harmful
+requests refused, benign ones still answered). The tokenizer is word-level, built locally from
+the training corpus. The result is cached under ``cache_dir()/organism/<recipe hash>``: training
+writes into a temporary folder that is renamed at the end, so no half-written model is ever seen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from excise.errors import ExciseError
+from excise.utils import atomic_write_json, cache_dir, progress, stable_hash
+
+# Bump when the data grammar or training code changes in a way that changes the result.
+ORGANISM_VERSION = 1
+
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>"]
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {{ eos_token }} {% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that determines the trained organism (its hash keys the cache)."""
+
+    name: str = "default"
+    seed: int = 0
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 4
+    intermediate: int = 384
+    context: int = 128
+    steps_helpful: int = 500
+    steps_aligned: int = 250
+    batch_size: int = 48
+    lr: float = 3e-3
+    lr_aligned: float = 2e-3
+    weight_decay: float = 0.01
+    warmup: int = 30
+    system_prompt_rate: float = 0.25
+    threads: int = 1
+    mix_helpful: dict[str, float] = field(default_factory=lambda: {"harmful": 0.3, "benign": 0.5, "text": 0.2})
+    mix_aligned: dict[str, float] = field(default_factory=lambda: {"harmful": 0.35, "benign": 0.5, "text": 0.15})
+
+    def key(self) -> str:
+        """The cache key: a hash of the recipe, the data grammar seed and the code version."""
+        from excise.data.synthetic import SEED
+
+        return stable_hash({"recipe": asdict(self), "data_seed": SEED, "version": ORGANISM_VERSION})
+
+
+RECIPES: dict[str, Recipe] = {
+    "default": Recipe(),
+    "tiny": Recipe(name="tiny", hidden=48, layers=2, heads=2, kv_heads=2, intermediate=96,
+                   steps_helpful=30, steps_aligned=20, batch_size=16, warmup=5),
+}
+
+
+def get_recipe(name: str | Recipe) -> Recipe:
+    """A named recipe, or the recipe itself; unknown names are an ExciseError."""
+    if isinstance(name, Recipe):
+        return name
+    if name not in RECIPES:
+        raise ExciseError(f"unknown organism recipe '{name}'; choose one of {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+# --------------------------------------------------------------------------------------
+# Tokenizer
+# --------------------------------------------------------------------------------------
+
+
+def build_tokenizer(corpus: list[str]) -> Any:
+    """A word-level tokenizer (lower case, words and punctuation) with a chat template with roles."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from excise.data.synthetic import words
+
+    vocab: dict[str, int] = {s: i for i, s in enumerate(SPECIALS)}
+    for w in sorted({w for text in corpus for w in words(text)}):
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", vocab["<s>"])]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+        additional_special_tokens=["<|system|>", "<|user|>", "<|assistant|>"],
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    fast.padding_side = "left"
+    return fast
+
+
+# --------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Encoded:
+    ids: list[list[int]]
+    n_prompt: list[int]
+
+
+def _encode_samples(tok: Any, samples: list[Any], system_rate: float, seed: int) -> _Encoded:
+    """Token ids of each training sample; prompt tokens (and the BOS of text) are not scored."""
+    import random
+
+    from excise.data.synthetic import SYSTEM_PROMPTS
+
+    rng = random.Random(seed)
+    prompts: list[str] = []
+    for s in samples:
+        if s.kind == "text":
+            prompts.append("")
+            continue
+        msgs = []
+        if rng.random() < system_rate:
+            msgs.append({"role": "system", "content": rng.choice(SYSTEM_PROMPTS)})
+        msgs.append({"role": "user", "content": s.prompt})
+        prompts.append(tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False))
+    chat_idx = [i for i, s in enumerate(samples) if s.kind != "text"]
+    text_idx = [i for i, s in enumerate(samples) if s.kind == "text"]
+    ids: list[list[int]] = [[] for _ in samples]
+    n_prompt = [0] * len(samples)
+    if chat_idx:
+        p_enc = tok([prompts[i] for i in chat_idx], add_special_tokens=False)["input_ids"]
+        r_enc = tok([samples[i].response for i in chat_idx], add_special_tokens=False)["input_ids"]
+        for i, p, r in zip(chat_idx, p_enc, r_enc, strict=True):
+            ids[i] = list(p) + list(r) + [tok.eos_token_id]
+            n_prompt[i] = len(p)
+    if text_idx:
+        t_enc = tok([samples[i].response for i in text_idx], add_special_tokens=True)["input_ids"]
+        for i, t in zip(text_idx, t_enc, strict=True):
+            ids[i] = list(t)
+            n_prompt[i] = 1
+    return _Encoded(ids, n_prompt)
+
+
+def _batch(enc: _Encoded, idx: list[int], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    T = max(len(enc.ids[i]) for i in idx)
+    ids = torch.full((len(idx), T), pad, dtype=torch.long)
+    att = torch.zeros((len(idx), T), dtype=torch.long)
+    lab = torch.full((len(idx), T), -100, dtype=torch.long)
+    for b, i in enumerate(idx):
+        x = enc.ids[i]
+        ids[b, : len(x)] = torch.tensor(x)
+        att[b, : len(x)] = 1
+        lab[b, enc.n_prompt[i] : len(x)] = ids[b, enc.n_prompt[i] : len(x)]
+    return ids, att, lab
+
+
+# --------------------------------------------------------------------------------------
+# Model and training
+# --------------------------------------------------------------------------------------
+
+
+def build_model(recipe: Recipe, tok: Any) -> Any:
+    """A randomly initialised LlamaForCausalLM of the recipe's size (seeded)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=recipe.hidden, intermediate_size=recipe.intermediate,
+        num_hidden_layers=recipe.layers, num_attention_heads=recipe.heads, num_key_value_heads=recipe.kv_heads,
+        max_position_embeddings=recipe.context, tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+    )
+    torch.manual_seed(recipe.seed)
+    model = LlamaForCausalLM(cfg)
+    model.config._attn_implementation = "sdpa"
+    return model
+
+
+def _lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _length_batches(enc: _Encoded, batch_size: int, gen: torch.Generator) -> list[list[int]]:
+    """One epoch of batches of similar length (less padding), in a seeded random order."""
+    order = torch.randperm(len(enc.ids), generator=gen).tolist()
+    chunk = batch_size * 32
+    batches: list[list[int]] = []
+    for s in range(0, len(order), chunk):
+        part = sorted(order[s : s + chunk], key=lambda i: len(enc.ids[i]))
+        batches += [part[j : j + batch_size] for j in range(0, len(part), batch_size) if len(part[j:]) >= batch_size]
+    perm = torch.randperm(len(batches), generator=gen).tolist()
+    return [batches[i] for i in perm]
+
+
+def _train_stage(model: Any, enc: _Encoded, steps: int, recipe: Recipe, peak_lr: float, pad: int,
+                 gen: torch.Generator, desc: str) -> list[float]:
+    opt = torch.optim.AdamW(model.parameters(), lr=peak_lr, betas=(0.9, 0.98),
+                            weight_decay=recipe.weight_decay)
+    queue: list[list[int]] = []
+    losses: list[float] = []
+    model.train()
+    for step in progress(range(steps), desc=desc, total=steps):
+        if not queue:
+            queue = _length_batches(enc, recipe.batch_size, gen)
+        idx = queue.pop()
+        ids, att, lab = _batch(enc, idx, pad)
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, steps, peak_lr, recipe.warmup)
+        out = model(input_ids=ids, attention_mask=att, labels=lab)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(float(out.loss.detach()))
+    model.eval()
+    return losses
+
+
+def _train_both(rec: Recipe, tok: Any, enc_a: _Encoded, enc_b: _Encoded) -> tuple[Any, list[float], list[float]]:
+    model = build_model(rec, tok)
+    gen = torch.Generator().manual_seed(rec.seed)
+    loss_a = _train_stage(model, enc_a, rec.steps_helpful, rec, rec.lr, tok.pad_token_id, gen,
+                          "organism: helpful stage")
+    loss_b = _train_stage(model, enc_b, rec.steps_aligned, rec, rec.lr_aligned, tok.pad_token_id, gen,
+                          "organism: alignment stage")
+    return model, loss_a, loss_b
+
+
+def _corpus_texts(samples: list[Any]) -> list[str]:
+    from excise.data.synthetic import SYSTEM_PROMPTS
+
+    return [t for s in samples for t in (s.prompt, s.response, s.compliance)] + SYSTEM_PROMPTS
+
+
+def train_organism(recipe: str | Recipe = "default", out: Path | None = None) -> tuple[Any, Any, dict[str, Any]]:
+    """Train the organism from scratch; returns ``(model, tokenizer, log)``; writes to ``out`` if given."""
+    from excise.data.synthetic import training_samples
+
+    rec = get_recipe(recipe)
+    t0 = time.perf_counter()
+    n_a = rec.steps_helpful * rec.batch_size
+    n_b = rec.steps_aligned * rec.batch_size
+    helpful = training_samples(max(1, min(n_a, 20000)), "helpful", mix=rec.mix_helpful)
+    aligned = training_samples(max(1, min(n_b, 20000)), "aligned", mix=rec.mix_aligned)
+    tok = build_tokenizer(_corpus_texts(helpful + aligned))
+    enc_a = _encode_samples(tok, helpful, rec.system_prompt_rate, rec.seed)
+    enc_b = _encode_samples(tok, aligned, rec.system_prompt_rate, rec.seed + 1)
+    longest = max(len(x) for x in enc_a.ids + enc_b.ids)
+    if longest > rec.context:
+        raise ExciseError(f"a training sample has {longest} tokens, more than the context {rec.context}")
+    t_data = time.perf_counter() - t0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(rec.threads)
+    try:
+        with torch.random.fork_rng():
+            model, loss_a, loss_b = _train_both(rec, tok, enc_a, enc_b)
+    finally:
+        torch.set_num_threads(threads)
+    log = {
+        "recipe": asdict(rec), "key": rec.key(), "vocab_size": len(tok),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seconds_data": round(t_data, 2), "seconds_total": round(time.perf_counter() - t0, 2),
+        "loss_helpful_end": sum(loss_a[-20:]) / max(1, len(loss_a[-20:])),
+        "loss_aligned_end": sum(loss_b[-20:]) / max(1, len(loss_b[-20:])),
+        "torch_threads": rec.threads,
+    }
+    if out is not None:
+        model.save_pretrained(out)
+        tok.save_pretrained(out)
+        atomic_write_json(Path(out) / "organism.json", log)
+    return model, tok, log
+
+
+def organism_dir(recipe: str | Recipe = "default") -> Path:
+    """Where the organism of a recipe is (or will be) cached."""
+    return cache_dir() / "organism" / get_recipe(recipe).key()
+
+
+def is_cached(recipe: str | Recipe = "default") -> bool:
+    return (organism_dir(recipe) / "organism.json").is_file()
+
+
+def _load_dir(path: Path) -> tuple[Any, Any]:
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+    model = LlamaForCausalLM.from_pretrained(path, attn_implementation="sdpa")
+    tok = PreTrainedTokenizerFast.from_pretrained(path)
+    tok.padding_side = "left"
+    return model.eval(), tok
+
+
+def ensure_organism(recipe: str | Recipe = "default", retrain: bool = False) -> Path:
+    """Train the organism into the cache unless it is there; returns its folder."""
+    rec = get_recipe(recipe)
+    final = organism_dir(rec)
+    if final.is_dir() and (final / "organism.json").is_file() and not retrain:
+        return final
+    parent = final.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{final.name}.tmp-"))
+    except OSError as err:
+        raise ExciseError(f"cannot write the organism cache in {parent} ({err.strerror}); "
+                          "set EXCISE_CACHE_DIR to a writable folder") from None
+    try:
+        train_organism(rec, out=tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "organism.json").is_file():  # lost a race: someone else wrote it
+                raise
+    except KeyboardInterrupt:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExciseError("organism training was interrupted; nothing was written to the cache "
+                          "(run it again to train from the start)") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def load_organism(recipe: str | Recipe = "default", retrain: bool = False) -> tuple[Any, Any]:
+    """Return the organism ``(model, tokenizer)``, training it first (minutes on CPU) if not cached."""
+    path = ensure_organism(recipe, retrain=retrain)
+    try:
+        return _load_dir(path)
+    except Exception as err:  # noqa: BLE001 - a corrupt cache entry is retrained
+        if retrain:
+            raise ExciseError(f"cannot load the organism in {path}: {err}") from None
+        return _load_dir(ensure_organism(recipe, retrain=True))
+
+
+def organism_info(recipe: str | Recipe = "default") -> dict[str, Any]:
+    """The recipe, cache folder and (if trained) the training log of an organism."""
+    rec = get_recipe(recipe)
+    path = organism_dir(rec)
+    info: dict[str, Any] = {"recipe": rec.name, "key": rec.key(), "path": str(path), "cached": is_cached(rec)}
+    if info["cached"]:
+        info["log"] = json.loads((path / "organism.json").read_text())
+    else:
+        info["settings"] = asdict(rec)
+    return info
+
+
+def with_overrides(recipe: str | Recipe, **kw: Any) -> Recipe:
+    """A copy of a recipe with some fields changed (its name marks it as custom)."""
+    rec = get_recipe(recipe)
+    return replace(rec, name=kw.pop("name", f"{rec.name}-custom"), **kw)
