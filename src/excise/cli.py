@@ -21,6 +21,7 @@ app = typer.Typer(
 _COMMAND_MODULES: list[str] = [
     "excise.commands.weights",
     "excise.commands.experiments",
+    "excise.commands.safety",
 ]
 _MOUNTED = False
 

@@ -122,6 +122,7 @@ def _bad_cases(tmp: Path, data: dict[str, Path]) -> list[tuple[list[object], str
     sd = ["select", "--set-difference", "--safety", tmp / "s", "--utility", tmp / "s", "--out", tmp / "out"]
     return [
         (score + ["--data", data["safety"], "--method", "nope"], "unknown scoring method 'nope'"),
+        (score + ["--method", "wanda"], "--data is required for wanda"),
         (score + ["--data", tmp / "missing.jsonl", "--method", "snip"], "data file not found"),
         (score + ["--data", nocols, "--method", "snip"], "no usable column"),
         (score + ["--data", empty, "--method", "wanda"], "empty"),
@@ -140,7 +141,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     tmp_path: Path, data: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     s_path = tmp_path / "s"
-    assert run(["score", "tiny-llama", "--data", data["safety"], "--method", "magnitude", "--out", s_path], capsys)[0] == 0
+    assert run(["score", "tiny-llama", "--method", "magnitude", "--out", s_path], capsys)[0] == 0
     assert run(["select", s_path, "--top", "0.1", "--out", tmp_path / "m"], capsys)[0] == 0
     for argv, message in _bad_cases(tmp_path, data):
         code, text, err = run(argv, capsys)

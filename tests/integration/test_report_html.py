@@ -40,13 +40,14 @@ def _dump_dom(exe: str, page: Path, profile: Path) -> str:
 
 
 def _fake_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
-    def safety_study(p: float, q: float, **kw: Any) -> dict[str, Any]:
+    def safety_study(model_name: str, p: float, q: float, **kw: Any) -> dict[str, Any]:
         return {"asr": min(1.0, 6 * q / (1 + 4 * p)), "benign_accuracy": 1 - p / 3, "perplexity": 2 + q,
-                "weights_removed_pct": 100 * q * (1 - p)}
+                "removed": q * (1 - p)}
 
     fake = types.ModuleType("excise.pipeline")
     fake.safety_study = safety_study  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "excise.pipeline", fake)
+    monkeypatch.setattr("excise.models.load_model", lambda name, dtype, device: (None, None))
 
 
 def test_report_page_renders_table_and_every_image_in_chromium(tmp_path: Path,

@@ -115,9 +115,10 @@ def test_sigkill_of_the_whole_sweep_then_restart_loses_and_duplicates_nothing(tm
 
 
 def test_sigkill_of_one_worker_is_retried_by_the_pool(tmp_path: Path) -> None:
+    """Also: with GPUs, each worker sees only its own (CUDA_VISIBLE_DEVICES), recorded by the markers."""
     doc_path = _write_doc(tmp_path, sleep_s=4.0, sleep_attempts=1)
     out = tmp_path / "sw"
-    cmd = _sweep_cmd(doc_path, out, "--mode", "small", "--executor", "local", "--workers", "2",
+    cmd = _sweep_cmd(doc_path, out, "--mode", "small", "--executor", "local", "--gpus", "3,5",
                      "--set", "executor.max_runs_per_worker=null")
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -139,6 +140,13 @@ def test_sigkill_of_one_worker_is_retried_by_the_pool(tmp_path: Path) -> None:
     assert markers[victim] == 2 and all(n == 1 for rid, n in markers.items() if rid != victim)
     st = read_status(runs_root(out) / victim).status
     assert st is not None and st["attempt"] == 2 and st["state"] == "done"
+    lines = [ln.split() for f in (tmp_path / "markers").glob("*.txt") for ln in f.read_text().splitlines()]
+    gpu_of_pid = {}
+    for ln in lines:
+        gpu_of_pid.setdefault(ln[1], set()).add(ln[3])
+    assert all(len(g) == 1 for g in gpu_of_pid.values())  # a worker keeps its one GPU
+    assert set().union(*gpu_of_pid.values()) <= {"cuda=3", "cuda=5"}
+    assert "GPUs 3,5" in text
 
 
 def test_two_sweeps_on_one_folder_never_run_a_run_twice(tmp_path: Path) -> None:

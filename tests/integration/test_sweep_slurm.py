@@ -40,5 +40,5 @@ def test_preempted_job_is_requeued_and_its_run_finishes_once(tmp_path: Path, mon
     assert [h["note"] for h in st["history"]] == ["pre-empted or timed out; requeued"]
     assert st["note"].startswith("resumed (pre-empted")
     assert len(marker.read_text().splitlines()) == 2
-    logs = "".join(p.read_text() for p in (tmp_path / "sw" / "slurm").rglob("*_log.err"))
-    assert "Requeued job" in logs or "requeue" in logs.lower()
+    logs = "".join(p.read_text() for p in (tmp_path / "sw" / "slurm").rglob("*_log.*"))
+    assert "Caught signal SIGUSR2" in logs and "Requeued job" in logs

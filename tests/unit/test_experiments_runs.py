@@ -220,3 +220,16 @@ def test_concurrent_claims_execute_a_run_once(tmp_path: Path) -> None:
     assert sorted(outcomes).count("done") == 1
     assert set(outcomes) <= {"done", "skipped-busy", "skipped-done"}
     assert _executions(spec) == 1
+
+
+def test_lock_of_an_earlier_incarnation_of_this_slurm_job_is_stale(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = _spec(tmp_path, x=1.0)
+    _leave_running(spec, {"pid": 4, "host": "node-3:1", "token": "t", "slurm_job_id": "77_1"})
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    assert execute_run(spec) == "skipped-busy"  # another job's lock, fresh heartbeat
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")  # the same job, requeued on another node
+    assert execute_run(spec) == "done"
+    s = read_status(Path(spec.run_dir)).status
+    assert s is not None and s["slurm_job_id"] == "77_1" and s["attempt"] == 2

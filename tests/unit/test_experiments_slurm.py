@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+
 import pytest
 
 from excise.experiments import ExecutorConfig, load_document, run_sweep
@@ -94,12 +95,15 @@ def test_sbatch_submission_file_is_a_job_array_with_the_options(tmp_path: Path,
     out = tmp_path / "sw"
     lines: list[str] = []
     res = run_sweep(doc, out, mode="points", echo=lines.append)
-    assert res.submitted_jobs == ["4242_0", "4242_1", "4242_2"]
+    # a warm-up job first (builds the shared artifacts), then one array that waits for it
+    assert res.submitted_jobs == ["4242", "4243_0", "4243_1"]
     assert res.states == {"pending": 3}  # submitted, nothing ran yet
     subs = sorted(rec.glob("sbatch_*.sh"))
-    assert len(subs) == 1  # one array, not three jobs
-    text = subs[0].read_text()
-    expected = ["#SBATCH --array=0-2%2", "#SBATCH --partition=gpu-test", "#SBATCH --time=30",
+    assert len(subs) == 2
+    warm, text = subs[0].read_text(), subs[1].read_text()
+    assert "--array" not in warm and "--dependency" not in warm and "#SBATCH --partition=gpu-test" in warm
+    expected = ["#SBATCH --array=0-1%2", "#SBATCH --dependency=afterany:4242",
+                "#SBATCH --partition=gpu-test", "#SBATCH --time=30",
                 "#SBATCH --gpus-per-node=1", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=16GB",
                 "#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=1", "#SBATCH --job-name=excise",
                 "#SBATCH --account=interp", "#SBATCH --signal=USR2@120", "#SBATCH --open-mode=append",
@@ -116,7 +120,7 @@ def test_sbatch_submission_file_is_a_job_array_with_the_options(tmp_path: Path,
 
     pkl = sorted((out / "slurm").glob("*/*_submitted.pkl"))
     assert len(pkl) == 3
-    delayed = pickle.loads(pkl[0].read_bytes())
+    delayed = pickle.loads(pkl[-1].read_bytes())
     assert type(delayed.function).__name__ == "SweepTask" and hasattr(delayed.function, "checkpoint")
     assert delayed._timeout_countdown == 5
 
@@ -145,11 +149,13 @@ def test_preemption_hands_the_run_back_and_the_requeued_job_finishes_it(tmp_path
     th.start()
     run_dir = Path(spec.run_dir)
     deadline = time.time() + 20
-    while classify(run_dir).state != "running" and time.time() < deadline:
+    while (read_status(run_dir).state != "running" or not list((tmp_path / "m").glob("*.txt"))) \
+            and time.time() < deadline:
         time.sleep(0.02)
     delayed = task.checkpoint(spec.to_dict())  # the signal handler's call
-    st = read_status(run_dir).status
-    assert st is not None and st["state"] == "pending" and "pre-empted" in st["note"]
+    chk = read_status(run_dir)
+    st = chk.status
+    assert st is not None and st["state"] == "pending" and "pre-empted" in st["note"], (chk.problem, delayed)
     assert not (run_dir / "lock").exists()
     th.join()
     assert outcome == ["interrupted"]  # the pre-empted attempt must not record a result
@@ -185,7 +191,7 @@ def test_fake_cluster_executes_the_job_array_end_to_end(tmp_path: Path, monkeypa
         assert time.time() < deadline, [classify(d).state for d in run_dirs]
         time.sleep(0.2)
     job_ids = sorted((read_status(d).status or {}).get("slurm_job_id") for d in run_dirs)
-    assert job_ids == ["4242_0", "4242_1", "4242_2"]
+    assert job_ids == ["4242", "4243_0", "4243_1"]
     # resubmitting a finished sweep submits nothing
     again = run_sweep(doc, out, mode="points")
     assert again.submitted_jobs == [] and again.states == {"done": 3}

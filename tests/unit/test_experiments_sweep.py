@@ -111,24 +111,33 @@ def test_report_table_plots_and_html(tmp_path: Path) -> None:
 def test_safety_neurons_type_calls_the_pipeline_and_plots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict[str, Any]] = []
 
-    def safety_study(model: str, method: str, p: float, q: float, seed: int = 0, **kw: Any) -> dict[str, Any]:
-        calls.append({"model": model, "method": method, "p": p, "q": q, **kw})
-        return {"asr": min(1.0, q * 8 / (1 + p)), "benign_accuracy": 1 - p / 2, "perplexity": 3.0 + q,
-                "weights_removed_pct": 100 * q * (1 - p), "extra": {"n": 3}}
+    def safety_study(model_name: str, p: float, q: float, method: str, **kw: Any) -> dict[str, Any]:
+        calls.append({"model_name": model_name, "method": method, "p": p, "q": q, **kw})
+        return {"model": model_name, "p": p, "q": q, "asr": min(1.0, q * 8 / (1 + p)), "benign_accuracy": 1 - p / 2,
+                "perplexity": 3.0 + q, "removed": q * (1 - p),
+                "rows": {"set_difference": {"asr": 0.5, "examples": {"harmful": [{"prompt": "x"}]}}}}
 
     fake = types.ModuleType("excise.pipeline")
     fake.safety_study = safety_study  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "excise.pipeline", fake)
-    doc = load_document("safety-neurons", ["n_safety=8"])
+    monkeypatch.setattr("excise.models.load_model", lambda name, dtype, device: (f"model:{name}", "tok"))
+    doc = load_document("safety-neurons", ["n_safety=8", "eval.limit=5", "method=wanda"])
     res = run_sweep(doc, tmp_path / "sn", mode="predefined", executor=INPROC)
     assert res.states["done"] == res.planned == len(calls)
-    assert all(c["model"] == "organism" and c["n_safety"] == 8 for c in calls)
+    c = calls[0]
+    assert c["model_name"] == "organism" and c["method"] == "wanda"
+    assert c["model"] == "model:organism" and c["tokenizer"] == "tok"
+    assert len(c["safety"]) == 8 and len(c["utility"]) == 128
+    assert c["eval_config"].limit == 5 and c["rows"] == ("set_difference",) and c["scope"] == "matrix"
     rep = write_report(tmp_path / "sn")
     assert not rep.warnings
     assert [f.path.name for f in rep.figures] == ["safety_asr_vs_utility.png", "safety_asr_heatmap.png",
                                                   "safety_removed_vs_asr.png"]
     df = collect(tmp_path / "sn").frame
-    assert {"asr", "benign_accuracy", "weights_removed_pct", "extra.n", "p", "q"} <= set(df.columns)
+    assert {"asr", "benign_accuracy", "weights_removed_pct", "rows.set_difference.asr", "p", "q",
+            "eval.limit"} <= set(df.columns)
+    assert not any("examples" in col for col in df.columns)
+    assert (df["weights_removed_pct"] == 100 * df["removed"]).all()
 
 
 def test_tracking_sinks_receive_each_finished_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -224,3 +233,16 @@ def test_cli_sweep_status_report_and_errors(tmp_path: Path) -> None:
     assert r.exit_code == 0 and "p: 0.3" in r.output and "# mode predefined: 10 runs" in r.output
     meta = json.loads(next((out / "runs").glob("*/meta.json")).read_text())
     assert meta["type"] == "quadratic" and meta["label"]
+
+
+def test_the_excise_command_mounts_the_experiment_commands() -> None:
+    from excise.cli import _mount_subapps, app
+
+    _mount_subapps()
+    runner = CliRunner()
+    for cmd in (["sweep", "--help"], ["status", "--help"], ["report", "--help"], ["experiments", "list", "--help"]):
+        r = runner.invoke(app, cmd)
+        assert r.exit_code == 0, (cmd, r.output)
+    r = runner.invoke(app, ["sweep", "--help"])
+    for flag in ("--mode", "--out", "--set", "--executor", "--workers", "--dry-run", "--retry-failed"):
+        assert flag in r.output

@@ -81,8 +81,16 @@ def sweep(
     folder = out or Path("sweeps") / f"{doc.name}-{mode_name}"
     exe = _executor_config(doc, executor, workers, gpus, partition, time_min, gpus_per_node, cpus_per_task,
                            mem_gb, wait)
-    result = run_sweep(doc, folder, mode=mode_name, extra_grid=extra, executor=exe, retry_failed=retry_failed,
-                       dry_run=dry_run, echo=typer.echo)
+    from excise.experiments.runs import sigterm_as_interrupt
+
+    try:
+        with sigterm_as_interrupt():
+            result = run_sweep(doc, folder, mode=mode_name, extra_grid=extra, executor=exe,
+                               retry_failed=retry_failed, dry_run=dry_run, echo=typer.echo)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: finished runs are kept in {folder}; run the same command again to resume",
+                   err=True)
+        raise typer.Exit(130) from None
     if dry_run:
         return
     s = result.states

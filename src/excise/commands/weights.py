@@ -50,9 +50,9 @@ def info(
 
 def score(
     model: Annotated[str, typer.Argument(help="Built-in name (tiny-llama, organism, ...) or a model folder.")],
-    data: Annotated[str, typer.Option("--data", help="Built-in set (safety, utility, ...) or a .jsonl/.json/.csv file.")],
     method: Annotated[str, typer.Option("--method", help="magnitude, wanda or snip (= wandg).")],
     out: Annotated[Path, typer.Option("--out", help="Output path (.safetensors + .json sidecar).")],
+    data: Annotated[str | None, typer.Option("--data", help="Built-in set (safety, utility, ...) or a .jsonl/.json/.csv file; needed by wanda and snip.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per forward pass.")] = 8,
     max_length: Annotated[int | None, typer.Option("--max-length", help="Truncate samples to this many tokens (default: the model's context).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute even when cached scores exist.")] = False,
@@ -78,7 +78,9 @@ def score(
     _check_new_file(out)
     resolve_dtype(dtype)
     resolve_device(device)
-    examples = load_examples(data) if m.needs_data else None
+    if m.needs_data and data is None:
+        raise ExciseError(f"--data is required for {m.name} (a built-in set such as 'safety', or a data file)")
+    examples = load_examples(data) if m.needs_data and data is not None else None
     mdl, tok = load_model(model, dtype=dtype, device=device)
     s = score_fn(mdl, tok, examples, method, batch_size=batch_size, max_length=max_length,
                  use_cache=not no_cache, targets=target or None)

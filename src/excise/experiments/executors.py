@@ -39,12 +39,15 @@ class Executor:
     asynchronous = False
 
     def describe(self) -> str:
+        """One line saying where runs execute."""
         raise NotImplementedError
 
     def run(self, specs: list[RunSpec], say: Echo) -> Counter[str]:
+        """Execute the runs (each claimed atomically); returns outcome counts."""
         raise NotImplementedError
 
     def submit(self, specs: list[RunSpec], say: Echo) -> list[str]:
+        """Submit the runs and return at once (asynchronous executors); returns job ids."""
         raise NotImplementedError
 
 
@@ -175,6 +178,7 @@ class _Slot:
         self.runs = 0
 
     def start(self, ctx: Any, threads: int | None) -> None:
+        """Spawn the worker process and its pipe."""
         parent, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, self.gpu, threads),
                                 name=f"excise-worker-{self.index}")
@@ -184,6 +188,7 @@ class _Slot:
         self.runs = 0
 
     def stop(self) -> None:
+        """Ask the worker to exit (kill it if it does not)."""
         if self.proc is None:
             return
         with contextlib.suppress(OSError, ValueError):
@@ -205,11 +210,12 @@ class LocalExecutor(Executor):
     """
 
     def __init__(self, workers: int | None = None, gpus: list[str] | None = None,
-                 max_crash_retries: int = 1, max_runs_per_worker: int | None = 1) -> None:
+                 max_crash_retries: int = 1, max_runs_per_worker: int | None = 1, warmup: bool = True) -> None:
         self.gpus = list(gpus) if gpus is not None else visible_gpus()
         self.workers = workers or (len(self.gpus) if self.gpus else 1)
         self.max_crash_retries = max_crash_retries
         self.max_runs_per_worker = max_runs_per_worker
+        self.warmup = warmup
 
     def describe(self) -> str:
         where = f"GPUs {','.join(self.gpus)}" if self.gpus else "CPU"
@@ -227,9 +233,14 @@ class LocalExecutor(Executor):
         crashes: Counter[str] = Counter()
         counts: Counter[str] = Counter()
         bar = _bar(len(specs), "runs")
+        warming = self.warmup and len(slots) > 1 and len(specs) > 1
+        if warming:
+            say("warm-up: one run first, so that shared artifacts are built once")
         try:
             while queue or any(s.spec is not None for s in slots):
                 for slot in slots:
+                    if warming and any(s.spec is not None for s in slots):
+                        break
                     if slot.spec is None and queue:
                         if slot.proc is None or not slot.proc.is_alive():
                             slot.start(ctx, threads)
@@ -263,6 +274,7 @@ class LocalExecutor(Executor):
                         if self.max_runs_per_worker and slot.runs >= self.max_runs_per_worker:
                             slot.stop()
                     counts[outcome] += 1
+                    warming = False
                     _event(say, bar, spec, outcome, _duration(spec) if outcome in ("done", "failed") else "")
                     bar.update(1)
         except BaseException:
@@ -342,10 +354,11 @@ class SweepTask(_checkpointable_base()):  # type: ignore[misc]
 class SlurmExecutor(Executor):
     """Job arrays through submitit (``cluster='local'``/``'debug'`` runs the same path without SLURM)."""
 
-    def __init__(self, opts: SlurmOptions, sweep_dir: Path) -> None:
+    def __init__(self, opts: SlurmOptions, sweep_dir: Path, warmup: bool = True) -> None:
         self.opts = opts
         self.folder = Path(sweep_dir) / "slurm"
         self.asynchronous = not opts.wait
+        self.warmup = warmup
 
     def describe(self) -> str:
         o = self.opts
@@ -392,7 +405,14 @@ class SlurmExecutor(Executor):
         ex = self.make_submitit_executor()
         task = SweepTask()
         try:
-            jobs = ex.map_array(task, [s.to_dict() for s in specs])
+            if self.warmup and len(specs) > 1 and self.opts.cluster == "slurm":
+                # one job first; the array waits for it (afterany), so shared artifacts are built once
+                first = ex.submit(task, specs[0].to_dict())
+                extra = {**self.opts.additional, "dependency": f"afterany:{first.job_id}"}
+                ex.update_parameters(slurm_additional_parameters=extra)
+                jobs = [first, *ex.map_array(task, [s.to_dict() for s in specs[1:]])]
+            else:
+                jobs = ex.map_array(task, [s.to_dict() for s in specs])
         except Exception as err:  # noqa: BLE001 - sbatch failures come back as several types
             raise ExciseError(f"job submission failed: {err}") from None
         now = time.time()
@@ -432,5 +452,5 @@ def make_executor(cfg: ExecutorConfig, sweep_dir: Path) -> Executor:
     if cfg.kind == "inprocess":
         return InProcessExecutor()
     if cfg.kind == "local":
-        return LocalExecutor(cfg.workers, cfg.gpus, cfg.max_crash_retries, cfg.max_runs_per_worker)
-    return SlurmExecutor(cfg.slurm, sweep_dir)
+        return LocalExecutor(cfg.workers, cfg.gpus, cfg.max_crash_retries, cfg.max_runs_per_worker, cfg.warmup)
+    return SlurmExecutor(cfg.slurm, sweep_dir, cfg.warmup)

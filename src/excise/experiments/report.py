@@ -199,7 +199,7 @@ def render_html(sweep_dir: Path, table: Table, figures: list[ReportFigure], out:
     title = sweep_dir.name
     try:
         record = yaml.safe_load((sweep_dir / "sweep.yaml").read_text()) or {}
-        title = f"{record.get('name', title)} / {record.get('mode', '')}"
+        title = f"{record.get('name', title)} / {', '.join(record.get('modes') or [record.get('mode', '')])}"
         description = (record.get("document") or {}).get("description", "")
     except (OSError, yaml.YAMLError, AttributeError):
         description = ""

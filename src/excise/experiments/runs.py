@@ -69,10 +69,12 @@ def run_id_for(config: ExperimentConfig | Mapping[str, Any]) -> str:
 
 
 def runs_root(sweep_dir: Path) -> Path:
+    """The folder holding one sub-folder per run."""
     return Path(sweep_dir) / "runs"
 
 
 def config_yaml(config: Mapping[str, Any]) -> str:
+    """The canonical YAML text of a resolved config."""
     return yaml.safe_dump(dict(config), sort_keys=True)
 
 
@@ -98,6 +100,7 @@ def read_config(run_dir: Path) -> dict[str, Any] | None:
 
 
 def read_meta(run_dir: Path) -> dict[str, Any]:
+    """The run's meta.json (type, label, sweep point), or {} if missing or unreadable."""
     try:
         data = json.loads((run_dir / "meta.json").read_text())
         return data if isinstance(data, dict) else {}
@@ -117,6 +120,7 @@ def _checksum(record: Mapping[str, Any]) -> str:
 
 
 def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of bytes."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -275,6 +279,10 @@ def inspect_lock(path: Path, stale_after_s: float | None = None) -> LockInfo | N
         return LockInfo(None, age, age > _BREAKER_STALE_S, "unreadable lock file")
     if owner.get("host") == host_key() and not pid_alive(int(owner["pid"]), owner.get("pid_start")):
         return LockInfo(owner, age, True, f"owner pid {owner['pid']} is gone")
+    job = slurm_job_id()
+    if job and owner.get("slurm_job_id") == job and int(owner["pid"]) != os.getpid():
+        # SLURM requeued this very job: its earlier incarnation is dead, wherever it ran
+        return LockInfo(owner, age, True, f"left by an earlier run of job {job}")
     if age > stale_after:
         return LockInfo(owner, age, True, f"no heartbeat for {age:.0f} s")
     return LockInfo(owner, age, False, "owner alive")
@@ -439,6 +447,7 @@ class RunSpec:
     label: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain dict (what workers receive)."""
         return asdict(self)
 
 
@@ -461,7 +470,7 @@ class RunContext:
 
 OUTCOMES = ("done", "failed", "skipped-done", "skipped-failed", "skipped-busy", "interrupted")
 
-_ACTIVE: dict[str, tuple[RunLock, dict[str, Any]]] = {}
+_ACTIVE: dict[str, tuple[RunLock, dict[str, Any] | None]] = {}
 
 
 def _jsonable(value: Any, key: str) -> Any:
@@ -532,12 +541,14 @@ def execute_run(spec: RunSpec | Mapping[str, Any]) -> str:
     pre = read_status(run_dir)
     if pre.status and not pre.problem:
         if pre.state == "done":
+            tidy(run_dir)
             return "skipped-done"
         if pre.state == "failed" and not spec.retry_failed:
             return "skipped-failed"
     lock = RunLock(run_dir)
     if not lock.acquire():
         return "skipped-busy"
+    _ACTIVE[spec.run_id] = (lock, None)  # from now on a pre-emption hands the run back
     try:
         check = read_status(run_dir)  # again, under the lock: another process may have finished it
         if check.status and not check.problem:
@@ -572,6 +583,8 @@ def execute_run(spec: RunSpec | Mapping[str, Any]) -> str:
                         else _history_entry(prev, note)) if prev else [],
         }
         status = _write_status(run_dir, status)
+        if spec.run_id not in _ACTIVE:  # pre-empted while claiming
+            raise SystemExit("pre-empted")
         _ACTIVE[spec.run_id] = (lock, status)
         return _execute_claimed(spec, run_dir, status, started, attempt, note)
     finally:
@@ -593,7 +606,7 @@ def _execute_claimed(spec: RunSpec, run_dir: Path, status: dict[str, Any], start
             metrics = normalise_metrics(etype.run_fn(config, ctx))
         except Exception as err:  # noqa: BLE001 - any failure of the run is recorded, not raised
             logger.error("run failed: %s", "".join(traceback.format_exception(type(err), err, err.__traceback__)))
-            if spec.run_id not in _ACTIVE:
+            if _ACTIVE.pop(spec.run_id, None) is None:  # handed back by a pre-emption meanwhile
                 return "interrupted"
             now = time.time()
             _write_status(run_dir, {**status, "state": "failed", "finished_at": now,
@@ -601,11 +614,12 @@ def _execute_claimed(spec: RunSpec, run_dir: Path, status: dict[str, Any], start
             return "failed"
         except BaseException as err:  # KeyboardInterrupt, SystemExit (pre-emption): leave it to redo
             logger.warning("run interrupted (%s); it will be redone", type(err).__name__)
-            if spec.run_id in _ACTIVE:
+            if _ACTIVE.pop(spec.run_id, None) is not None:
                 _write_status(run_dir, {**status, "state": "pending", "note": f"interrupted ({type(err).__name__})",
                                         "history": _history_entry(status, "interrupted")})
             raise
-        if spec.run_id not in _ACTIVE:  # released by a pre-emption checkpoint meanwhile
+        # popping first makes the commit below safe from a pre-emption signal arriving meanwhile
+        if _ACTIVE.pop(spec.run_id, None) is None:  # already handed back by a pre-emption checkpoint
             return "interrupted"
         blob = (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode()
         from excise.utils import atomic_write_bytes
@@ -637,9 +651,10 @@ def release_active_runs(note: str) -> list[str]:
     released = []
     for run_id, (lock, status) in list(_ACTIVE.items()):
         _ACTIVE.pop(run_id, None)
-        with contextlib.suppress(OSError):
-            _write_status(lock.run_dir, {**status, "state": "pending", "note": note,
-                                         "history": _history_entry(status, note)})
+        if status is not None:
+            with contextlib.suppress(OSError):
+                _write_status(lock.run_dir, {**status, "state": "pending", "note": note,
+                                             "history": _history_entry(status, note)})
         lock.release()
         released.append(run_id)
     return released
@@ -670,10 +685,38 @@ def mark_failed(run_dir: Path, spec: RunSpec, message: str) -> bool:
         lock.release()
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def install_sigterm_as_interrupt() -> None:
     """Turn SIGTERM into KeyboardInterrupt so an interrupted run is handed back cleanly."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
 
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, handler)
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt (main thread only; restored afterwards)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def tidy(run_dir: Path) -> None:
+    """Remove what a process killed right after finishing left behind: its stale lock, temp files."""
+    lock_path = run_dir / "lock"
+    if lock_path.exists():
+        info = inspect_lock(lock_path)
+        if info is not None and info.stale:
+            lock = RunLock(run_dir)
+            if lock.acquire():
+                lock.release()
+    if not lock_path.exists():
+        for leftover in run_dir.glob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()

@@ -23,13 +23,16 @@ class SweepStatus:
     durations: list[float] = field(default_factory=list)
     eta_s: float | None = None
     elapsed_running: dict[str, float] = field(default_factory=dict)
+    submitted_pending: int = 0
 
     @property
     def total(self) -> int:
+        """Number of runs."""
         return len(self.runs)
 
     @property
     def finished(self) -> bool:
+        """Whether every run is done or failed."""
         return self.counts.get("done", 0) + self.counts.get("failed", 0) == self.total
 
 
@@ -54,6 +57,8 @@ def sweep_status(sweep_dir: str | Path) -> SweepStatus:
         # stale and corrupt runs will be redone: they count as pending work
         st.counts["pending" if r.state in ("stale", "corrupt") else r.state] += 1
         s = r.status or {}
+        if r.state in ("pending", "stale", "corrupt") and (runs_root(sweep_dir) / r.run_id / "submission.json").exists():
+            st.submitted_pending += 1
         if r.state == "done" and isinstance(s.get("duration_s"), (int, float)):
             st.durations.append(float(s["duration_s"]))
         if r.state == "running" and isinstance(s.get("started_at"), (int, float)):
@@ -75,7 +80,7 @@ def status_lines(st: SweepStatus, show_runs: bool = False) -> list[str]:
     lines = [
         f"sweep {st.sweep_dir}: {st.total} runs",
         f"  done {c.get('done', 0)}   running {c.get('running', 0)}   failed {c.get('failed', 0)}   "
-        f"pending {c.get('pending', 0)}",
+        f"pending {c.get('pending', 0)}" + (f" ({st.submitted_pending} submitted as jobs)" if st.submitted_pending else ""),
     ]
     if st.durations:
         lines.append(f"  time per run: mean {_fmt_s(statistics.fmean(st.durations))}, "
@@ -115,6 +120,7 @@ def _run_line(sweep_dir: Path, r: RunState) -> str:
 
 
 def read_submission(run_dir: Path) -> dict[str, Any] | None:
+    """The run's submission.json (SLURM job id), if any."""
     import json
 
     try:

@@ -70,13 +70,18 @@ class SlurmOptions(BaseConfig):
 
 
 class ExecutorConfig(BaseConfig):
-    """Where runs execute: in this process, a local pool of spawned processes, or SLURM."""
+    """Where runs execute: in this process, a local pool of spawned processes, or SLURM.
+
+    ``warmup``: run one run before the others start, so that what they share (a trained model,
+    cached scores) is computed once instead of by every worker at the same time.
+    """
 
     kind: Literal["inprocess", "local", "slurm"] = "local"
     workers: int | None = Field(default=None, ge=1)
     gpus: list[str] | None = None
     max_crash_retries: int = Field(default=1, ge=0)
     max_runs_per_worker: int | None = Field(default=1, ge=1)
+    warmup: bool = True
     slurm: SlurmOptions = SlurmOptions()
 
 
@@ -192,6 +197,7 @@ class PlannedRun:
 
     @property
     def label(self) -> str:
+        """The sweep point as text, e.g. ``p=0.05,q=0.01``."""
         return ",".join(f"{k}={_fmt(v)}" for k, v in self.point.items()) or "base"
 
 
@@ -244,6 +250,7 @@ def plan_runs(doc: ExperimentDocument, mode: str | None = None,
 
 def run_specs(sweep_dir: Path, doc: ExperimentDocument, planned: list[PlannedRun],
               retry_failed: bool = False) -> list[RunSpec]:
+    """What workers need for each planned run."""
     specs = []
     for pr in planned:
         etype = get_experiment_type(pr.config.type)
@@ -263,8 +270,13 @@ def _tracking_enabled(t: TrackingConfig) -> bool:
 def prepare_sweep_dir(sweep_dir: Path, doc: ExperimentDocument, mode: str, planned: list[PlannedRun]) -> None:
     """Create the folder: sweep.yaml, and for each run its folder with config.yaml and meta.json."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    record = {"name": doc.name, "mode": mode, "document": doc.model_dump(mode="json"),
-              "runs": [pr.run_id for pr in planned]}
+    try:
+        old = yaml.safe_load((sweep_dir / "sweep.yaml").read_text()) or {}
+        modes = [m for m in old.get("modes", []) if isinstance(m, str)]
+    except (OSError, yaml.YAMLError, AttributeError):
+        modes = []
+    record = {"name": doc.name, "mode": mode, "modes": sorted({*modes, mode}),
+              "document": doc.model_dump(mode="json"), "runs": [pr.run_id for pr in planned]}
     atomic_write_text(sweep_dir / "sweep.yaml", yaml.safe_dump(record, sort_keys=False))
     for pr in planned:
         run_dir = runs_root(sweep_dir) / pr.run_id
@@ -306,6 +318,7 @@ ACTIONS = {
 
 
 def action_for(state: RunState, retry_failed: bool) -> str:
+    """What a sweep would do with a run in this state."""
     if state.state == "failed" and retry_failed:
         return "retry (failed)"
     return ACTIONS[state.state]
@@ -343,6 +356,7 @@ class SweepResult:
 
     @property
     def ok(self) -> bool:
+        """Whether every planned run is done."""
         return self.states.get("failed", 0) == 0 and self.states.get("done", 0) == self.planned
 
 
@@ -390,6 +404,11 @@ def run_sweep(
     say(f"sweep {doc.name}/{mode_name}: {len(planned)} runs in {sweep_dir} ({ex.describe()})")
     todo = _runnable(specs, retry_failed)
     if ex.asynchronous:
+        todo = [s for s in todo if classify(Path(s.run_dir)).state != "running"]
+        before = [s for s in todo if (Path(s.run_dir) / "submission.json").exists()]
+        if before:
+            say(f"{len(before)} of these runs were submitted before and have not finished; whichever job "
+                "starts first runs each of them, the others exit at once")
         if todo:
             result.submitted_jobs = ex.submit(todo, say)
         result.states = Counter(classify(Path(s.run_dir)).state for s in specs)

@@ -58,8 +58,11 @@ def log_wandb(opts: Mapping[str, Any], spec: Any, metrics: Mapping[str, Any], sw
 
 def log_mlflow(opts: Mapping[str, Any], spec: Any, metrics: Mapping[str, Any], sweep_dir: Path) -> None:
     """One MLflow run per finished run; default store: a file store ``mlruns/`` in the sweep folder."""
-    mlflow = _require("mlflow")
     uri = opts.get("tracking_uri") or (sweep_dir / "mlruns").resolve().as_uri()
+    if uri.startswith("file:"):
+        # MLflow 3 refuses the file store unless asked; a local file store is what we want here
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlflow = _require("mlflow")
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(opts.get("experiment") or spec.sweep_name or "excise")
     with mlflow.start_run(run_name=spec.label or spec.run_id, tags={"excise.run_id": spec.run_id,
@@ -68,10 +71,18 @@ def log_mlflow(opts: Mapping[str, Any], spec: Any, metrics: Mapping[str, Any], s
         mlflow.log_metrics(numeric(metrics))
 
 
+SINKS = {"wandb": log_wandb, "mlflow": log_mlflow}
+
+
 def log_run(spec: Any, metrics: Mapping[str, Any], sweep_dir: Path) -> None:
-    """Send a finished run to every enabled sink."""
+    """Send a finished run to every enabled sink; one failing sink does not stop the others."""
     t = spec.tracking or {}
-    if (t.get("wandb") or {}).get("enabled"):
-        log_wandb(t["wandb"], spec, metrics, sweep_dir)
-    if (t.get("mlflow") or {}).get("enabled"):
-        log_mlflow(t["mlflow"], spec, metrics, sweep_dir)
+    errors = []
+    for name, sink in SINKS.items():
+        if (t.get(name) or {}).get("enabled"):
+            try:
+                sink(t[name], spec, metrics, sweep_dir)
+            except Exception as err:  # noqa: BLE001 - reported together below
+                errors.append(f"{name}: {type(err).__name__}: {err}")
+    if errors:
+        raise ExciseError("tracking failed for " + "; ".join(errors))

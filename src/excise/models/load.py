@@ -17,6 +17,7 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.floa
 # Built-in models: name -> "module:function" returning (model, tokenizer); loaded lazily.
 BUILTIN_MODELS: dict[str, str] = {
     "organism": "excise.models.organism:load_organism",
+    "organism-base": "excise.models.organism:load_organism_base",
     "smollm2-135m-instruct": "excise.models.smollm2:load_smollm2",
     "smollm2-safety": "excise.models.smollm2:load_smollm2_safety",
 }

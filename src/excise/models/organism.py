@@ -27,6 +27,7 @@ from excise.utils import atomic_write_json, cache_dir, progress, stable_hash
 # Bump when the data grammar or training code changes in a way that changes the result.
 ORGANISM_VERSION = 1
 
+BASE_SUBDIR = "base"  # the helpful-only model (before alignment), kept as a reference
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {{ eos_token }} {% endfor %}"
@@ -235,14 +236,16 @@ def _train_stage(model: Any, enc: _Encoded, steps: int, recipe: Recipe, peak_lr:
     return losses
 
 
-def _train_both(rec: Recipe, tok: Any, enc_a: _Encoded, enc_b: _Encoded) -> tuple[Any, list[float], list[float]]:
+def _train_both(rec: Recipe, tok: Any, enc_a: _Encoded, enc_b: _Encoded) -> tuple[Any, Any, list[float], list[float]]:
+    """Helpful-only stage, then alignment stage; returns (aligned model, helpful-only state, losses)."""
     model = build_model(rec, tok)
     gen = torch.Generator().manual_seed(rec.seed)
     loss_a = _train_stage(model, enc_a, rec.steps_helpful, rec, rec.lr, tok.pad_token_id, gen,
                           "organism: helpful stage")
+    base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     loss_b = _train_stage(model, enc_b, rec.steps_aligned, rec, rec.lr_aligned, tok.pad_token_id, gen,
                           "organism: alignment stage")
-    return model, loss_a, loss_b
+    return model, base_state, loss_a, loss_b
 
 
 def _corpus_texts(samples: list[Any]) -> list[str]:
@@ -272,7 +275,7 @@ def train_organism(recipe: str | Recipe = "default", out: Path | None = None) ->
     torch.set_num_threads(rec.threads)
     try:
         with torch.random.fork_rng():
-            model, loss_a, loss_b = _train_both(rec, tok, enc_a, enc_b)
+            model, base_state, loss_a, loss_b = _train_both(rec, tok, enc_a, enc_b)
     finally:
         torch.set_num_threads(threads)
     log = {
@@ -286,6 +289,9 @@ def train_organism(recipe: str | Recipe = "default", out: Path | None = None) ->
     if out is not None:
         model.save_pretrained(out)
         tok.save_pretrained(out)
+        base = build_model(rec, tok)
+        base.load_state_dict(base_state)
+        base.save_pretrained(Path(out) / BASE_SUBDIR)
         atomic_write_json(Path(out) / "organism.json", log)
     return model, tok, log
 
@@ -299,10 +305,10 @@ def is_cached(recipe: str | Recipe = "default") -> bool:
     return (organism_dir(recipe) / "organism.json").is_file()
 
 
-def _load_dir(path: Path) -> tuple[Any, Any]:
+def _load_dir(path: Path, sub: str | None = None) -> tuple[Any, Any]:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
-    model = LlamaForCausalLM.from_pretrained(path, attn_implementation="sdpa")
+    model = LlamaForCausalLM.from_pretrained(path / sub if sub else path, attn_implementation="sdpa")
     tok = PreTrainedTokenizerFast.from_pretrained(path)
     tok.padding_side = "left"
     return model.eval(), tok
@@ -352,6 +358,16 @@ def load_organism(recipe: str | Recipe = "default", retrain: bool = False) -> tu
         if retrain:
             raise ExciseError(f"cannot load the organism in {path}: {err}") from None
         return _load_dir(ensure_organism(recipe, retrain=True))
+
+
+def load_organism_base(recipe: str | Recipe = "default") -> tuple[Any, Any]:
+    """The helpful-only model of the first stage (it answers harmful requests): a coherence reference."""
+    path = ensure_organism(recipe)
+    try:
+        return _load_dir(path, BASE_SUBDIR)
+    except Exception as err:  # noqa: BLE001
+        raise ExciseError(f"cannot load the organism base model in {path / BASE_SUBDIR}: {err}; "
+                          "retrain with `excise organism train --force`") from None
 
 
 def organism_info(recipe: str | Recipe = "default") -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -16,6 +17,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _fail(err: ExciseError) -> None:
+    """Print a user error on one line and exit with status 2 (also when the app runs standalone)."""
+    typer.echo(f"error: {err}", err=True)
+    sys.exit(2)
 
 
 def _summary(metrics: dict) -> dict:
@@ -39,8 +46,7 @@ def run(
     try:
         res = run_experiment(experiment, list(set_ or []), out)
     except ExciseError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+        _fail(err)
     if not quiet:
         typer.echo(json.dumps(_summary(res.metrics), indent=1, default=str))
     typer.echo(f"run folder: {res.out_dir}")

@@ -3,12 +3,12 @@
 One run = score safety and utility calibration sets (SNIP or Wanda; the scores come from the
 content-addressed cache, so a sweep over (p, q) scores each set once), select the weights in the
 top q of safety scores and not in the top p of utility scores, prune them, evaluate
-(:func:`excise.pipeline.safety_study`).
+(:func:`excise.pipeline.safety_study`). Metrics: ``asr``, ``benign_accuracy``, ``perplexity``,
+``removed`` (fraction) and ``weights_removed_pct``, each baseline row under ``rows.<row>.*``, timings.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,65 +16,99 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from excise.config import BaseConfig
 from excise.errors import ExciseError
 from excise.experiments.registry import ExperimentConfig, ReportFigure, register_experiment_type
 
+STUDY_ROWS = ("original", "set_difference", "safety_top_q", "random")
+
+
+class SafetyEvalOptions(BaseConfig):
+    """How each pruned model is evaluated (mirrors :class:`excise.evaluation.SafetyEvalConfig`)."""
+
+    harmful: str = "harmful-eval"
+    benign: str = "benign-eval"
+    text: str = "text"
+    limit: int | None = Field(default=None, ge=1, description="eval size: prompts per eval set (None = all)")
+    max_new_tokens: int = Field(default=64, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    system_prompt: str | None = None
+    samples: int = Field(default=0, ge=0, description="> 0: also sampled ASR, any-of-n")
+    temperature: float = Field(default=1.0, gt=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    suffixes: str | None = None
+
 
 class SafetyNeuronsConfig(ExperimentConfig):
-    """Set-difference pruning of safety-critical weights: top-q safety minus top-p utility."""
+    """Set-difference pruning of safety-critical weights: top-q safety minus top-p utility (Wei et al. 2024)."""
 
     type: Literal["safety-neurons"] = "safety-neurons"
     model: str = "organism"
     method: Literal["snip", "wanda"] = "snip"
-    p: float = Field(default=0.05, ge=0, le=1, description="top fraction of utility scores kept (protected)")
-    q: float = Field(default=0.05, ge=0, le=1, description="top fraction of safety scores considered")
-    n_safety: int = Field(default=128, ge=1, description="safety calibration samples")
-    n_utility: int = Field(default=128, ge=1, description="utility calibration samples")
-    n_harmful_eval: int = Field(default=100, ge=1, description="held-out harmful prompts for ASR")
-    n_benign_eval: int = Field(default=100, ge=1, description="held-out benign prompts for accuracy")
-    n_text_eval: int = Field(default=50, ge=0, description="text samples for perplexity (0 = skip)")
+    p: float = Field(default=0.05, gt=0, le=1, description="top fraction of utility scores (protected)")
+    q: float = Field(default=0.05, gt=0, le=1, description="top fraction of safety scores (candidates)")
+    scope: Literal["row", "matrix", "layer", "global"] = "matrix"
+    safety: str = "safety"
+    utility: str = "utility"
+    n_safety: int | None = Field(default=128, ge=1, description="safety calibration size (None = whole set)")
+    n_utility: int | None = Field(default=128, ge=1, description="utility calibration size (None = whole set)")
+    batch_size: int = Field(default=8, ge=1)
+    rows: tuple[Literal["original", "set_difference", "safety_top_q", "random"], ...] = Field(
+        default=("set_difference",), min_length=1)
+    reference: str | None = "auto"
+    max_ppl: float = Field(default=50.0, gt=0)
     dtype: str = "float32"
     device: str = "auto"
+    eval: SafetyEvalOptions = SafetyEvalOptions()
     seed: int = 0
 
 
-def _call_with_config(fn: Any, cfg: SafetyNeuronsConfig, extra: Mapping[str, Any]) -> Any:
-    """Call ``fn`` with the config fields (and ``extra``) its signature accepts."""
-    params = inspect.signature(fn).parameters
-    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    data = {k: v for k, v in cfg.model_dump().items() if k != "type"} | dict(extra)
-    kwargs = {k: v for k, v in data.items() if takes_kwargs or k in params}
-    return fn(**kwargs)
-
-
-def _flatten(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def _scalars(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested result -> flat {"a.b": scalar}; lists (examples, per-suffix tables) are left out."""
     out: dict[str, Any] = {}
-    for k, v in metrics.items():
+    for k, v in data.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping):
-            out.update(_flatten(v, key + "."))
-        elif isinstance(v, (int, float, str, bool)) or v is None or hasattr(v, "item"):
+            out.update(_scalars(v, key + "."))
+        elif isinstance(v, (int, float, str, bool)) or v is None:
             out[key] = v
     return out
 
 
-def run_safety_neurons(cfg: SafetyNeuronsConfig, ctx: Any) -> dict[str, Any]:
-    """Run the safety study for one (p, q); returns its metrics (asr, benign_accuracy, ...)."""
-    try:
-        from excise.pipeline import safety_study
-    except ImportError as err:
-        raise ExciseError(f"the safety-neurons experiment needs excise.pipeline.safety_study ({err})") from None
-    ctx.logger.info("safety study: model=%s method=%s p=%g q=%g", cfg.model, cfg.method, cfg.p, cfg.q)
-    result = _call_with_config(safety_study, cfg, {"out_dir": ctx.artifacts_dir, "progress": True})
-    if hasattr(result, "model_dump"):
-        result = result.model_dump()
-    elif hasattr(result, "__dataclass_fields__"):
-        from dataclasses import asdict
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
 
-        result = asdict(result)
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_safety_neurons(cfg: SafetyNeuronsConfig, ctx: Any) -> dict[str, Any]:
+    """Run the safety study for one (p, q) (:func:`excise.pipeline.safety_study`); returns flat metrics."""
+    import json
+
+    from excise.data.loading import load_examples
+    from excise.evaluation import SafetyEvalConfig
+    from excise.models import load_model
+    from excise.pipeline import safety_study
+
+    device = _device(cfg.device)
+    ctx.logger.info("safety study: model=%s method=%s p=%g q=%g on %s", cfg.model, cfg.method, cfg.p, cfg.q, device)
+    safety = load_examples(cfg.safety, limit=cfg.n_safety, require_response=True)
+    utility = load_examples(cfg.utility, limit=cfg.n_utility, require_response=True)
+    model, tokenizer = load_model(cfg.model, dtype=cfg.dtype, device=device)
+    eval_cfg = SafetyEvalConfig(**cfg.eval.model_dump(), seed=cfg.seed)
+    result = safety_study(cfg.model, p=cfg.p, q=cfg.q, method=cfg.method, safety=safety, utility=utility,
+                          rows=tuple(cfg.rows), scope=cfg.scope, batch_size=cfg.batch_size, seed=cfg.seed,
+                          eval_config=eval_cfg, reference=cfg.reference, max_ppl=cfg.max_ppl, model=model,
+                          tokenizer=tokenizer, log=ctx.logger.info)
     if not isinstance(result, Mapping):
         raise ExciseError(f"safety_study returned {type(result).__name__}; expected a mapping of metrics")
-    return _flatten(result)
+    (ctx.artifacts_dir / "study.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    metrics = _scalars(result)
+    if isinstance(metrics.get("removed"), (int, float)):
+        metrics["weights_removed_pct"] = 100.0 * float(metrics["removed"])
+    return metrics
 
 
 # ---------------------------------------------------------------- plots

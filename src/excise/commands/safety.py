@@ -1,0 +1,126 @@
+"""Safety commands: ``demo``, ``organism train`` / ``organism info``, ``evaluate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from excise.errors import ExciseError
+
+organism_app = typer.Typer(help="The aligned model organism: train it into the cache, or show what is cached.",
+                           no_args_is_help=True)
+
+
+def demo(
+    out: Annotated[Path | None, typer.Option(help="Report folder (default: ./excise-report/demo-<time>).")] = None,
+    p: Annotated[float, typer.Option(help="Top fraction of utility scores kept out of the selection (per matrix).")]
+    = 0.05,
+    q: Annotated[float, typer.Option(help="Top fraction of safety scores selected (per matrix).")] = 0.05,
+    method: Annotated[str, typer.Option(help="Scoring method: snip, wanda or magnitude.")] = "snip",
+    recipe: Annotated[str, typer.Option(help="Organism recipe.")] = "default",
+    samples: Annotated[int, typer.Option(help="Also measure sampled ASR, any-of-n with this n (0: off).")] = 0,
+    system_prompt: Annotated[str | None, typer.Option(help="Also measure ASR with this system prompt.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random baseline and of sampling.")] = 0,
+) -> None:
+    """Run the safety pipeline on the organism end to end and print a before/after table."""
+    from excise.demo import run_demo
+    from excise.models.organism import get_recipe
+    from excise.selection import check_fraction
+
+    check_fraction("p", p)
+    check_fraction("q", q)
+    get_recipe(recipe)
+    if samples < 0:
+        raise ExciseError(f"--samples must be 0 or more, got {samples}")
+    from excise.scoring import get_method
+
+    get_method(method)
+    run_demo(out=out, p=p, q=q, method=method, recipe=recipe, samples=samples, system_prompt=system_prompt,
+             seed=seed, echo=typer.echo)
+
+
+@organism_app.command("train")
+def organism_train(
+    recipe: Annotated[str, typer.Option(help="Recipe name (see `excise organism info`).")] = "default",
+    force: Annotated[bool, typer.Option(help="Retrain even if the organism is cached.")] = False,
+) -> None:
+    """Train the organism into the cache (about two minutes on two CPU cores)."""
+    from excise.models.organism import ensure_organism, get_recipe, is_cached, organism_info
+
+    rec = get_recipe(recipe)
+    if is_cached(rec) and not force:
+        typer.echo(f"organism '{rec.name}' is already cached in {ensure_organism(rec)} (use --force to retrain)")
+        return
+    typer.echo(f"training organism '{rec.name}' ...")
+    path = ensure_organism(rec, retrain=force)
+    log = organism_info(rec).get("log", {})
+    typer.echo(f"trained in {log.get('seconds_total', float('nan')):.0f}s "
+               f"({log.get('parameters', 0):,} parameters); cached in {path}")
+
+
+@organism_app.command("info")
+def organism_info_cmd(
+    recipe: Annotated[str, typer.Option(help="Recipe name.")] = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show a recipe, where its organism is cached, and its training log if trained."""
+    from excise.models.organism import RECIPES, organism_info
+
+    info = organism_info(recipe)
+    info["recipes"] = list(RECIPES)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, sort_keys=True, default=str))
+        return
+    typer.echo(f"recipe: {info['recipe']} (available: {', '.join(RECIPES)})")
+    typer.echo(f"cache:  {info['path']} ({'trained' if info['cached'] else 'not trained yet'})")
+    if info["cached"]:
+        log = info["log"]
+        typer.echo(f"parameters: {log['parameters']:,}; vocabulary: {log['vocab_size']} words; "
+                   f"trained in {log['seconds_total']:.0f}s")
+    else:
+        typer.echo("run `excise organism train` to train it")
+
+
+def evaluate(
+    model: Annotated[str, typer.Option(help="Built-in name or model folder.")] = "organism",
+    harmful: Annotated[str, typer.Option(help="Harmful prompts (built-in set or file).")] = "harmful-eval",
+    benign: Annotated[str, typer.Option(help="Benign prompts with 'expected' answers.")] = "benign-eval",
+    text: Annotated[str, typer.Option(help="Plain text for perplexity.")] = "text",
+    samples: Annotated[int, typer.Option(help="Also measure sampled ASR, any-of-n with this n (0: off).")] = 0,
+    system_prompt: Annotated[str | None, typer.Option(help="Also measure ASR with this system prompt.")] = None,
+    suffixes: Annotated[Path | None, typer.Option(help="File of adversarial suffixes, one per line.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer.")] = 64,
+    out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
+) -> None:
+    """Measure ASR, benign accuracy and perplexity of a model."""
+    from excise.evaluation import SafetyEvalConfig, evaluate_safety, load_suffixes
+    from excise.models import load_model
+    from excise.pipeline import make_judge, reference_for
+    from excise.utils import atomic_write_json
+
+    if suffixes is not None:
+        load_suffixes(suffixes)
+    if samples < 0:
+        raise ExciseError(f"--samples must be 0 or more, got {samples}")
+    m, tok = load_model(model)
+    ref_name = reference_for(model)
+    judge = make_judge(load_model(ref_name) if ref_name else None)
+    cfg = SafetyEvalConfig(harmful=harmful, benign=benign, text=text, samples=samples, system_prompt=system_prompt,
+                           suffixes=str(suffixes) if suffixes else None, max_new_tokens=max_new_tokens)
+    metrics = evaluate_safety(m, tok, cfg, judge=judge)
+    for k, v in metrics.items():
+        if isinstance(v, float):
+            typer.echo(f"{k}: {v:.4f}")
+    if out is not None:
+        atomic_write_json(out, metrics)
+        typer.echo(f"metrics: {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``demo``, ``evaluate`` and the ``organism`` group to the ``excise`` app."""
+    app.command("demo")(demo)
+    app.command("evaluate")(evaluate)
+    app.add_typer(organism_app, name="organism")

@@ -1,0 +1,145 @@
+"""The safety study of Wei et al. 2024 as one function: score -> set difference -> prune -> evaluate.
+
+``safety_study`` scores the model on the safety and utility calibration sets, selects the weights
+in the top q of the safety scores and not in the top p of the utility scores (per matrix), and
+measures ASR, benign accuracy and perplexity with those weights removed. Baseline rows (the
+original model, top-q safety pruning without the set difference, and the same number of
+weights chosen at random) are optional; the sweep engine calls it once per (p, q).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from excise.errors import ExciseError
+
+DEFAULT_P = 0.05
+DEFAULT_Q = 0.05
+ROWS = ("original", "set_difference", "safety_top_q", "random")
+ROW_TITLES = {
+    "original": "original model",
+    "set_difference": "set difference (top q safety minus top p utility)",
+    "safety_top_q": "top-q safety, no set difference",
+    "random": "random, same count as set difference",
+}
+METRICS = ("removed", "asr", "benign_accuracy", "perplexity")
+
+
+def reference_for(model_name: str) -> str | None:
+    """The base (helpful-only) model whose perplexity gates coherence, where one exists."""
+    if model_name == "organism":
+        return "organism-base"
+    return None
+
+
+def make_judge(reference: Any | None = None, max_ppl: float = 50.0) -> Any:
+    """Keyword refusal judge with the coherence gate; adds base-model perplexity when given (model, tok)."""
+    from excise.evaluation import CoherenceGate, KeywordJudge, ReferencePerplexity
+
+    ref = ReferencePerplexity(reference[0], reference[1], max_ppl=max_ppl) if reference is not None else None
+    return KeywordJudge(gate=CoherenceGate(), reference=ref)
+
+
+def _check_rows(rows: Sequence[str]) -> list[str]:
+    bad = [r for r in rows if r not in ROWS]
+    if bad or not rows:
+        raise ExciseError(f"unknown study row(s) {bad or '(none given)'}; choose from {', '.join(ROWS)}")
+    return list(dict.fromkeys(rows))
+
+
+def safety_study(
+    model_name: str = "organism",
+    p: float = DEFAULT_P,
+    q: float = DEFAULT_Q,
+    method: str = "snip",
+    *,
+    safety: Any = "safety",
+    utility: Any = "utility",
+    rows: Sequence[str] = ("set_difference",),
+    scope: str = "matrix",
+    batch_size: int = 8,
+    seed: int = 0,
+    eval_config: Any | None = None,
+    judge: Any | None = None,
+    reference: str | None = "auto",
+    max_ppl: float = 50.0,
+    use_cache: bool = True,
+    model: Any | None = None,
+    tokenizer: Any | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Metrics of the set-difference pruning at (p, q), plus the requested baseline ``rows``.
+
+    Returns a flat dict for sweeps (``removed``, ``asr``, ``benign_accuracy``, ``perplexity`` of the
+    set-difference row when it is among ``rows``) with every row's metrics under ``rows``.
+    ``reference="auto"`` gates coherence with the organism's helpful-only base model.
+    """
+    from excise import selection
+    from excise.evaluation import SafetyEvalConfig, evaluate_safety
+    from excise.interventions import ablate
+    from excise.models import load_model
+    from excise.scoring import get_method, score
+
+    say = log or (lambda _msg: None)
+    rows = _check_rows(rows)
+    p = selection.check_fraction("p", p)
+    q = selection.check_fraction("q", q)
+    get_method(method)
+    cfg = eval_config or SafetyEvalConfig()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if model is None or tokenizer is None:
+        model, tokenizer = load_model(model_name)
+    model.eval()
+    timings["load"] = time.perf_counter() - t0
+
+    if judge is None:
+        ref_name = reference_for(model_name) if reference == "auto" else reference
+        ref = load_model(ref_name) if ref_name else None
+        judge = make_judge(ref, max_ppl=max_ppl)
+
+    needs_scores = any(r != "original" for r in rows)
+    selections: dict[str, Any] = {}
+    if needs_scores:
+        t = time.perf_counter()
+        say(f"scoring ({method}) on the safety and utility sets ...")
+        s_scores = score(model, tokenizer, safety, method, batch_size=batch_size, use_cache=use_cache)
+        u_scores = score(model, tokenizer, utility, method, batch_size=batch_size, use_cache=use_cache)
+        timings["score"] = time.perf_counter() - t
+        sd = selection.set_difference(s_scores, u_scores, p, q, scope=scope)
+        if "set_difference" in rows or "random" in rows:
+            selections["set_difference"] = sd
+        if "safety_top_q" in rows:
+            selections["safety_top_q"] = selection.top(s_scores, fraction=q, scope=scope)
+        if "random" in rows:
+            selections["random"] = selection.random_selection(sd, seed=seed)
+
+    results: dict[str, dict[str, Any]] = {}
+    t = time.perf_counter()
+    for row in rows:
+        say(f"evaluating: {ROW_TITLES[row]} ...")
+        if row == "original":
+            metrics = evaluate_safety(model, tokenizer, cfg, judge=judge)
+            metrics.update(removed=0.0, count=0)
+        else:
+            sel = selections[row]
+            with ablate(model, sel) as n:
+                metrics = evaluate_safety(model, tokenizer, cfg, judge=judge)
+            metrics.update(removed=sel.fraction(), count=n)
+        results[row] = metrics
+    timings["evaluate"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+
+    out: dict[str, Any] = {"model": model_name, "method": method, "p": p, "q": q, "scope": scope, "seed": seed}
+    main = results.get("set_difference") or results[rows[0]]
+    out.update({k: main[k] for k in METRICS})
+    if "original" in results and "set_difference" in results:
+        out["asr_gain"] = results["set_difference"]["asr"] - results["original"]["asr"]
+        out["accuracy_drop"] = results["original"]["benign_accuracy"] - results["set_difference"]["benign_accuracy"]
+    if needs_scores:
+        out["scored_weights"] = selections[next(iter(selections))].numel()
+    out["rows"] = results
+    out["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    return out

@@ -1,0 +1,110 @@
+"""SPD end to end: short runs, run folders, the CLI, the LM experiment and the full tms_5-2 recipe."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from excise.spd import causal_importance_on, list_experiments, load_run, run_experiment
+from excise.spd.metrics import one_hot_inputs
+
+FAST_TARGET = ["target.steps=1500", "target.batch_size=256"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Train toy targets into a private cache, with one CPU thread."""
+    old = os.environ.get("EXCISE_CACHE_DIR")
+    os.environ["EXCISE_CACHE_DIR"] = str(tmp_path_factory.mktemp("spd-cache"))
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    if old is None:
+        os.environ.pop("EXCISE_CACHE_DIR", None)
+    else:
+        os.environ["EXCISE_CACHE_DIR"] = old
+
+
+def test_short_tms_run_decreases_losses_and_writes_a_run_folder(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = run_experiment(
+        "tms_5-2",
+        [*FAST_TARGET, "train.steps=300", "train.log_every=20", "train.eval_every=150", "eval.n_samples=1024"],
+        out_dir=out,
+        show_progress=False,
+    )
+    hist = res.train.history
+    first, last = hist[:3], hist[-3:]
+
+    def mean(rows: list[dict[str, float]], key: str) -> float:
+        return sum(r[key] for r in rows) / len(rows)
+
+    assert mean(last, "total") < mean(first, "total")
+    assert mean(last, "stochastic_recon") < mean(first, "stochastic_recon")
+    assert mean(last, "stochastic_recon_layerwise") < mean(first, "stochastic_recon_layerwise")
+    assert len(res.train.evals) == 2 and "mmcs" in res.train.evals[0]
+    for name in ("config.yaml", "model.safetensors", "metrics.json", "history.json", "status.json"):
+        assert (out / name).is_file(), name
+    for name in ("losses.png", "ci_matrices.png", "tms_subcomponents.png"):
+        assert (out / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["reconstruction"]["unmasked"] < 1e-8  # UV = W at every step up to the faithfulness loss
+    assert json.loads((out / "status.json").read_text())["state"] == "done"
+    cfg, spd = load_run(out)
+    assert cfg == res.config
+    x = one_hot_inputs(5, 1.0)
+    for name, g in causal_importance_on(spd, x).items():
+        torch.testing.assert_close(g, causal_importance_on(res.spd, x)[name])
+
+
+def test_cli_run_writes_outputs(tmp_path: Path) -> None:
+    from excise.cli import main
+
+    out = tmp_path / "cli-run"
+    with pytest.raises(SystemExit) as info:
+        main(["spd", "run", "tms_5-2", "--out", str(out), "-q", *sum((["--set", s] for s in [
+            *FAST_TARGET, "train.steps=20", "eval.n_samples=256", "eval.plots=false"]), [])])
+    assert info.value.code in (0, None)
+    assert (out / "metrics.json").is_file() and not (out / "plots").exists()
+
+
+def test_cli_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from excise.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["spd", "run", "tms_5-2", "--set", "decomposition.modules=[{pattern: nothing, C: 2}]",
+              "--set", FAST_TARGET[0], "--set", FAST_TARGET[1], "--out", str(tmp_path / "bad")])
+    assert info.value.code == 2
+    assert "'nothing' matches no module" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_lm_experiment_runs_on_tiny_llama(tmp_path: Path) -> None:
+    res = run_experiment(
+        "lm", ["train.steps=30", "eval.n_samples=256", "train.log_every=5"], out_dir=tmp_path / "lm", show_progress=False
+    )
+    rec = res.metrics["reconstruction"]
+    assert rec["unmasked"] < 1e-6  # KL of the unmasked decomposition is ~0 (UV = W)
+    assert rec["zero_masked"] > rec["ci_masked"] >= 0
+    assert set(res.metrics["alive"]) == {
+        "model.layers.0.mlp.up_proj", "model.layers.0.mlp.down_proj",
+        "model.layers.1.mlp.up_proj", "model.layers.1.mlp.down_proj",
+    }
+
+
+@pytest.mark.slow
+def test_tms_5_2_full_recipe_recovers_the_ground_truth(tmp_path: Path) -> None:
+    assert "tms_5-2" in list_experiments()
+    res = run_experiment("tms_5-2", out_dir=tmp_path / "tms", show_progress=False)
+    m = res.metrics
+    assert m["tms"]["mmcs"] >= 0.99
+    assert 0.9 <= m["tms"]["ml2r"] <= 1.1
+    assert m["alive"]["linear1"] == 5
+    assert m["ci_errors"]["linear1"] == 0
+    assert m["passed"]
