@@ -45,3 +45,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def organism(session_cache_dir: str):  # type: ignore[no-untyped-def]
+    """The default organism ``(model, tokenizer)``, trained once per session into the session cache."""
+    old = os.environ.get("EXCISE_CACHE_DIR")
+    os.environ["EXCISE_CACHE_DIR"] = session_cache_dir
+    try:
+        from excise.models.organism import load_organism
+
+        return load_organism()
+    finally:
+        if old is None:
+            os.environ.pop("EXCISE_CACHE_DIR", None)
+        else:
+            os.environ["EXCISE_CACHE_DIR"] = old

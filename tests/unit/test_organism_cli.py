@@ -1,0 +1,86 @@
+"""``excise organism``, ``excise demo`` and ``excise evaluate``: arguments checked before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import excise.cli as cli
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():  # type: ignore[no-untyped-def]
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _mounted() -> None:
+    """Mount the command groups; where another group is still missing, mount this one alone."""
+    try:
+        cli._mount_subapps()
+    except ImportError:
+        import excise.commands.safety as safety
+
+        if not any(getattr(c, "name", None) == "demo" for c in cli.app.registered_commands):
+            safety.register(cli.app)
+        cli._MOUNTED = True
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        cli.main([str(a) for a in argv])
+        code = 0
+    except SystemExit as ex:
+        code = int(ex.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_unknown_recipe(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["organism", "train", "--recipe", "nope"], capsys)
+    assert code == 2 and "unknown organism recipe 'nope'" in err and "Traceback" not in err
+
+
+def test_train_and_info(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["organism", "train", "--recipe", "tiny"], capsys)
+    assert code == 0, err
+    code, out, err = run(["organism", "train", "--recipe", "tiny"], capsys)
+    assert code == 0 and "already cached" in out
+    code, out, err = run(["organism", "info", "--recipe", "tiny", "--json"], capsys)
+    info = json.loads(out)
+    assert code == 0 and info["cached"] and Path(info["path"]).is_dir() and "default" in info["recipes"]
+
+
+def test_unwritable_cache(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    monkeypatch.setenv("EXCISE_CACHE_DIR", str(f / "sub"))
+    code, _, err = run(["organism", "train", "--recipe", "tiny"], capsys)
+    assert code == 2 and "EXCISE_CACHE_DIR" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--p", "1.5"], "p"),
+        (["--q", "-0.1"], "q"),
+        (["--recipe", "nope"], "unknown organism recipe"),
+        (["--method", "nope"], "unknown scoring method"),
+        (["--samples", "-1"], "--samples"),
+    ],
+)
+def test_demo_rejects_bad_arguments_before_work(args: list[str], message: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["demo", *args], capsys)
+    assert code == 2 and message in err
+
+
+def test_evaluate_missing_suffix_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(["evaluate", "--suffixes", tmp_path / "none.txt"], capsys)
+    assert code == 2 and "suffix file not found" in err
