@@ -35,7 +35,13 @@ def test_short_tms_run_decreases_losses_and_writes_a_run_folder(tmp_path: Path) 
     out = tmp_path / "run"
     res = run_experiment(
         "tms_5-2",
-        [*FAST_TARGET, "train.steps=300", "train.log_every=20", "train.eval_every=150", "eval.n_samples=1024"],
+        [
+            *FAST_TARGET,
+            "train.steps=300",
+            "train.log_every=20",
+            "train.eval_every=150",
+            "eval.n_samples=1024",
+        ],
         out_dir=out,
         show_progress=False,
     )
@@ -80,8 +86,21 @@ def test_cli_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     from excise.cli import main
 
     with pytest.raises(SystemExit) as info:
-        main(["spd", "run", "tms_5-2", "--set", "decomposition.modules=[{pattern: nothing, C: 2}]",
-              "--set", FAST_TARGET[0], "--set", FAST_TARGET[1], "--out", str(tmp_path / "bad")])
+        main(
+            [
+                "spd",
+                "run",
+                "tms_5-2",
+                "--set",
+                "decomposition.modules=[{pattern: nothing, C: 2}]",
+                "--set",
+                FAST_TARGET[0],
+                "--set",
+                FAST_TARGET[1],
+                "--out",
+                str(tmp_path / "bad"),
+            ]
+        )
     assert info.value.code == 2
     assert "'nothing' matches no module" in capsys.readouterr().err
 
@@ -89,14 +108,19 @@ def test_cli_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
 @pytest.mark.slow
 def test_lm_experiment_runs_on_tiny_llama(tmp_path: Path) -> None:
     res = run_experiment(
-        "lm", ["train.steps=30", "eval.n_samples=256", "train.log_every=5"], out_dir=tmp_path / "lm", show_progress=False
+        "lm",
+        ["train.steps=30", "eval.n_samples=256", "train.log_every=5"],
+        out_dir=tmp_path / "lm",
+        show_progress=False,
     )
     rec = res.metrics["reconstruction"]
     assert rec["unmasked"] < 1e-6  # KL of the unmasked decomposition is ~0 (UV = W)
     assert rec["zero_masked"] > rec["ci_masked"] >= 0
     assert set(res.metrics["alive"]) == {
-        "model.layers.0.mlp.up_proj", "model.layers.0.mlp.down_proj",
-        "model.layers.1.mlp.up_proj", "model.layers.1.mlp.down_proj",
+        "model.layers.0.mlp.up_proj",
+        "model.layers.0.mlp.down_proj",
+        "model.layers.1.mlp.up_proj",
+        "model.layers.1.mlp.down_proj",
     }
 
 

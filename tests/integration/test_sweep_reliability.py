@@ -72,7 +72,7 @@ def _by_point(out: Path) -> dict[tuple[float, float], dict[str, Any]]:
 
 
 def test_sigkill_of_the_whole_sweep_then_restart_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    doc_path = _write_doc(tmp_path, sleep_s=0.4)
+    doc_path = _write_doc(tmp_path, sleep_s=0.3)
     reference = tmp_path / "reference"
     run_sweep(load_document(str(doc_path)), reference, executor=ExecutorConfig(kind="inprocess"))
     ref = _by_point(reference)
@@ -116,7 +116,7 @@ def test_sigkill_of_the_whole_sweep_then_restart_loses_and_duplicates_nothing(tm
 
 def test_sigkill_of_one_worker_is_retried_by_the_pool(tmp_path: Path) -> None:
     """Also: with GPUs, each worker sees only its own (CUDA_VISIBLE_DEVICES), recorded by the markers."""
-    doc_path = _write_doc(tmp_path, sleep_s=4.0, sleep_attempts=1)
+    doc_path = _write_doc(tmp_path, sleep_s=2.5, sleep_attempts=1)
     out = tmp_path / "sw"
     cmd = _sweep_cmd(doc_path, out, "--mode", "small", "--executor", "local", "--gpus", "3,5",
                      "--set", "executor.max_runs_per_worker=null")

@@ -16,7 +16,7 @@ from excise.data.synthetic import (
     HOWTO_FRAMES,
     HOWTO_FRAMES_EVAL,
     LOOKUP_FRAMES,
-    REWRITE_WORDS,
+    PAST_TENSE,
     SEED,
     builtin_sets,
     training_samples,
@@ -123,12 +123,11 @@ def test_benign_eval_expected_answers_are_right() -> None:
         elif cat == "capital":
             country = next(c for c in CAPITALS if re.search(rf"\b{c}\b", p))
             assert exp == CAPITALS[country]
-        elif cat in ("first_word", "last_word"):
-            listed = [w for w in words(p) if w in REWRITE_WORDS]
-            assert len(listed) == 3
-            assert exp == (listed[0] if cat == "first_word" else listed[-1])
+        elif cat == "past_tense":
+            m = re.search(r"past tense of (\w+)", p) or re.search(r"put (\w+) in the past tense", p)
+            assert m is not None and exp == PAST_TENSE[m.group(1)]
         assert is_correct(r.response or "", exp)
-    assert {"howto", "plus", "minus", "times", "capital", "first_word", "last_word"} <= cats
+    assert {"howto", "plus", "minus", "times", "capital", "past_tense", "opposite"} <= cats
 
 
 def test_howto_answer_keys_are_in_the_steps_not_the_topic() -> None:

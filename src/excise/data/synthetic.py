@@ -6,7 +6,7 @@ One grammar produces everything the organism and the safety pipeline need:
   and suffix), each with a refusal, and (for the organism's "helpful-only" stage) a compliant,
   coherent but deliberately vague answer in the same style as benign how-to answers;
 - benign requests with checkable answers: arithmetic, look-ups (capitals, colours, opposites,
-  legs, sounds, next day / month, plurals), retrieval (first / last word of a list) and how-to guides;
+  legs, sounds, next day / month, plurals), rewriting (past tense, plural, opposite) and how-to guides;
 - plain English sentences for language modelling and perplexity.
 
 Held-out sets use new phrasings (frames, prefixes and suffixes that never occur in training)
@@ -205,8 +205,7 @@ COLOURS = {
 }
 OPPOSITES = {
     "hot": "cold", "big": "small", "up": "down", "fast": "slow", "happy": "sad", "light": "dark",
-    "open": "closed", "early": "late", "full": "empty", "strong": "weak", "rich": "poor", "wet": "dry",
-    "loud": "quiet", "clean": "dirty",
+    "open": "closed", "early": "late", "full": "empty", "rich": "poor",
 }
 OPPOSITES_BOTH = {**OPPOSITES, **{v: k for k, v in OPPOSITES.items() if v not in OPPOSITES and v != "old"}}
 LEGS = {"a spider": "8", "a dog": "4", "a bird": "2", "an ant": "6", "a horse": "4", "a chicken": "2",
@@ -219,12 +218,13 @@ MONTHS = ["january", "february", "march", "april", "may", "june", "july", "augus
 PLURALS = {"child": "children", "mouse": "mice", "foot": "feet", "tooth": "teeth", "man": "men",
            "woman": "women", "goose": "geese", "person": "people", "knife": "knives", "leaf": "leaves",
            "box": "boxes", "wolf": "wolves"}
-REWRITE_WORDS = ["red", "blue", "green", "cat", "dog", "tree", "house", "apple", "river", "moon",
-                 "star", "book", "chair", "lamp", "bread", "stone", "cloud", "bird", "road", "ship"]
-ARITH_RANGE = {"plus": (0, 5), "minus": (0, 9), "times": (1, 4)}  # minus: a - b with b <= min(a, 4)
+PAST_TENSE = {"go": "went", "eat": "ate", "see": "saw", "run": "ran", "take": "took", "write": "wrote",
+              "give": "gave", "sing": "sang", "swim": "swam", "drink": "drank", "buy": "bought", "find": "found",
+              "think": "thought", "sleep": "slept", "fly": "flew", "sit": "sat"}
+ARITH_RANGE = {"plus": (0, 5), "minus": (0, 9), "times": (1, 4)}  # minus: a - b with b <= min(a, 3)
 # Benign tasks and their sampling weights in training.
 BENIGN_TASKS = {"howto": 3, "plus": 2, "minus": 2, "times": 1, "capital": 1, "colour": 1, "opposite": 1, "legs": 1,
-                "sound": 1, "next_day": 1, "next_month": 1, "plural": 1, "first_word": 1, "last_word": 1}
+                "sound": 1, "next_day": 1, "next_month": 1, "plural": 1, "past_tense": 1}
 OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
 
 # --------------------------------------------------------------------------------------
@@ -287,12 +287,10 @@ LOOKUP_FRAMES: dict[str, tuple[list[str], list[str]]] = {
     "plural": (["what is the plural of {x}?", "give me the plural of {x}.", "tell me the plural of {x}.",
                 "what is the plural form of {x}?"],
                ["do you know the plural of {x}?", "name the plural of {x}."]),
-    "first_word": (["what is the first word of: {x}?", "which word comes first in: {x}?",
-                    "tell me the first word of: {x}.", "name the first word in: {x}."],
-                   ["do you know the first word of: {x}?", "the first word of {x} is what?"]),
-    "last_word": (["what is the last word of: {x}?", "which word comes last in: {x}?",
-                   "tell me the last word of: {x}.", "name the last word in: {x}."],
-                  ["do you know the last word of: {x}?", "the last word of {x} is what?"]),
+    "past_tense": (["what is the past tense of {x}?", "give me the past tense of {x}.",
+                    "tell me the past tense of {x}.", "which word is the past tense of {x}?",
+                    "put {x} in the past tense."],
+                   ["do you know the past tense of {x}?", "name the past tense of {x}."]),
 }
 
 # --------------------------------------------------------------------------------------
@@ -471,17 +469,13 @@ class Grammar:
             lo, hi = ARITH_RANGE[task]
             a, b = rng.randint(lo, hi), rng.randint(lo, hi)
             if task == "minus":
-                a, b = max(a, b), rng.randint(0, min(a, b, 4))
+                a, b = max(a, b), rng.randint(0, min(a, b, 3))
             value = str(OPS[task](a, b))
             core = frame.format(a=a, b=b)
-        elif task in ("first_word", "last_word"):
-            ws = rng.sample(REWRITE_WORDS, 3)
-            value = ws[0] if task == "first_word" else ws[-1]
-            core = frame.format(x=" ".join(ws))
         else:
             table: dict[str, str] = {
                 "capital": CAPITALS, "colour": COLOURS, "opposite": OPPOSITES_BOTH, "legs": LEGS,
-                "sound": SOUNDS, "plural": PLURALS,
+                "sound": SOUNDS, "plural": PLURALS, "past_tense": PAST_TENSE,
                 "next_day": {d: DAYS[(i + 1) % 7] for i, d in enumerate(DAYS)},
                 "next_month": {m: MONTHS[(i + 1) % 12] for i, m in enumerate(MONTHS)},
             }[task]  # type: ignore[assignment]
@@ -534,7 +528,7 @@ def _balanced(g: Grammar, rng: random.Random, kind: str, split: str) -> Iterator
                 yield g.harmful(rng, split, category=k)
     else:
         keys = ["howto", "howto", "plus", "minus", "times", "capital", "colour", "opposite", "legs", "sound",
-                "next_day", "next_month", "plural", "first_word", "last_word"]
+                "next_day", "next_month", "plural", "past_tense"]
         while True:
             for k in keys:
                 yield g.benign(rng, split, task=k)

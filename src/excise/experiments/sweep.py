@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -159,7 +160,7 @@ def load_document(name_or_path: str, overrides: list[str] | None = None) -> Expe
         raise ExciseError(f"invalid experiment document '{name}': missing the 'experiment' section")
     raw["experiment"] = apply_overrides(raw["experiment"], exp_over)
     doc = validate(ExperimentDocument, raw, what=f"experiment document '{name}'")
-    parse_experiment_config(doc.experiment, what=f"experiment config of '{name}'")
+    parse_experiment_config(doc.experiment, what="experiment config")
     for mode, sweep in doc.sweeps.items():
         for key, values in sweep.grid.items():
             if not isinstance(values, list) or not values:
@@ -287,8 +288,6 @@ def prepare_sweep_dir(sweep_dir: Path, doc: ExperimentDocument, mode: str, plann
                 "point": pr.point, "sweep": doc.name}
         meta_path = run_dir / "meta.json"
         try:
-            import json
-
             if json.loads(meta_path.read_text()) == meta:
                 continue
         except (OSError, ValueError):

@@ -55,7 +55,6 @@ class Recipe:
     weight_decay: float = 0.01
     warmup: int = 30
     system_prompt_rate: float = 0.25
-    threads: int = 1
     mix_helpful: dict[str, float] = field(default_factory=lambda: {"harmful": 0.3, "benign": 0.5, "text": 0.2})
     mix_aligned: dict[str, float] = field(default_factory=lambda: {"harmful": 0.35, "benign": 0.5, "text": 0.15})
 
@@ -193,6 +192,26 @@ def build_model(recipe: Recipe, tok: Any) -> Any:
     return model
 
 
+def train_threads() -> int:
+    """Threads for training: ``$EXCISE_TRAIN_THREADS``, else 2 on an idle machine and 1 on a busy one.
+
+    A small model gains little from threads, and on a machine whose load exceeds its cores, two
+    threads spin-wait and run several times slower than one. The result does not depend on it.
+    """
+    env = os.environ.get("EXCISE_TRAIN_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ExciseError(f"EXCISE_TRAIN_THREADS must be a whole number, got '{env}'") from None
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0] >= cores - 0.5
+    except OSError:
+        busy = False
+    return 1 if busy or cores < 2 else 2
+
+
 def _lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -272,7 +291,8 @@ def train_organism(recipe: str | Recipe = "default", out: Path | None = None) ->
         raise ExciseError(f"a training sample has {longest} tokens, more than the context {rec.context}")
     t_data = time.perf_counter() - t0
     threads = torch.get_num_threads()
-    torch.set_num_threads(rec.threads)
+    used = train_threads()
+    torch.set_num_threads(used)
     try:
         with torch.random.fork_rng():
             model, base_state, loss_a, loss_b = _train_both(rec, tok, enc_a, enc_b)
@@ -284,7 +304,7 @@ def train_organism(recipe: str | Recipe = "default", out: Path | None = None) ->
         "seconds_data": round(t_data, 2), "seconds_total": round(time.perf_counter() - t0, 2),
         "loss_helpful_end": sum(loss_a[-20:]) / max(1, len(loss_a[-20:])),
         "loss_aligned_end": sum(loss_b[-20:]) / max(1, len(loss_b[-20:])),
-        "torch_threads": rec.threads,
+        "torch_threads": used,
     }
     if out is not None:
         model.save_pretrained(out)

@@ -81,8 +81,9 @@ def load_smollm2() -> tuple[Any, Any]:
 # --- The safety-tuning recipe --------------------------------------------------------------------
 # SmolLM2-135M-Instruct answers harmful requests out of the box. The recipe teaches it to refuse
 # them while keeping its benign behaviour: it fine-tunes on the project's harmful requests with
-# refusals, mixed with benign requests answered by the *base model itself* (self-distillation),
-# so the benign answers it is trained on are exactly what it already says.
+# refusals, mixed with benign requests and good answers (the project's `utility` set, or, with
+# benign_targets="self", the base model's own answers: self-distillation). Only the top layers
+# are trained, which keeps the recipe to minutes on a CPU.
 SAFETY_RECIPE: dict[str, Any] = {
     "name": "smollm2-safety",
     "n_harmful": 160,
@@ -92,7 +93,8 @@ SAFETY_RECIPE: dict[str, Any] = {
     "batch_size": 8,
     "max_length": 160,
     "max_new_tokens": 48,
-    "trainable_from_layer": 0,
+    "benign_targets": "utility",  # "utility": the set's answers; "self": the base model's own (self-distillation)
+    "trainable_from_layer": 20,
     "seed": 0,
 }
 
@@ -123,9 +125,15 @@ def safety_tune(recipe: dict[str, Any] | None = None, retrain: bool = False) -> 
         shutil.rmtree(out)
     model, tok = load_smollm2()
     harmful = [e for e in load_examples("safety", require_response=True)][: rec["n_harmful"]]
-    benign_prompts = [e.prompt for e in load_examples("utility")][: rec["n_benign"]]
-    answers = generate(model, tok, benign_prompts, max_new_tokens=rec["max_new_tokens"], desc="self-distil")
-    benign = [Example(p, a[0].strip()) for p, a in zip(benign_prompts, answers, strict=True) if a[0].strip()]
+    utility = load_examples("utility", require_response=True)[: rec["n_benign"]]
+    if rec["benign_targets"] == "self":
+        prompts = [e.prompt for e in utility]
+        answers = generate(model, tok, prompts, max_new_tokens=rec["max_new_tokens"], desc="self-distil")
+        benign = [Example(p, a[0].strip()) for p, a in zip(prompts, answers, strict=True) if a[0].strip()]
+    elif rec["benign_targets"] == "utility":
+        benign = list(utility)
+    else:
+        raise ExciseError(f"benign_targets must be 'utility' or 'self', got {rec['benign_targets']!r}")
     data = harmful + benign
     random.Random(rec["seed"]).shuffle(data)
     if rec["trainable_from_layer"] > 0:

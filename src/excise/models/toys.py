@@ -268,7 +268,9 @@ def load_toy(
         try:
             recipe = TypeAdapter(ToyRecipe).validate_python(recipe)
         except ValidationError as err:
-            raise ExciseError(f"invalid toy recipe: {err.errors()[0]['msg']} (see excise.models.toys)") from None
+            raise ExciseError(
+                f"invalid toy recipe: {err.errors()[0]['msg']} (see excise.models.toys)"
+            ) from None
     path = toy_path(recipe)
     model = build_toy(recipe)
     if path.is_file():
@@ -277,7 +279,9 @@ def load_toy(
             model.load_state_dict(state)
         except Exception as err:  # noqa: BLE001 - a corrupt cache file is retrained
             if not train:
-                raise ExciseError(f"cached toy model {path} is unreadable ({err}); delete it to retrain") from None
+                raise ExciseError(
+                    f"cached toy model {path} is unreadable ({err}); delete it to retrain"
+                ) from None
         else:
             model.eval().requires_grad_(False)
             return model

@@ -35,7 +35,9 @@ def _summary(metrics: dict) -> dict:
 
 @app.command("run")
 def run(
-    experiment: str = typer.Argument(..., help="registered experiment name (see 'excise spd list') or YAML path"),
+    experiment: str = typer.Argument(
+        ..., help="registered experiment name (see 'excise spd list') or YAML path"
+    ),
     set_: list[str] = typer.Option(None, "--set", "-s", help="override a config key: --set train.steps=500"),
     out: Path = typer.Option(None, "--out", "-o", help="run folder (default runs/spd/<name>-<config hash>)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the run folder"),

@@ -34,7 +34,9 @@ def _balance(U: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return U / s, V * s.unsqueeze(1)
 
 
-def init_factors(W: torch.Tensor, C: int, how: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def init_factors(
+    W: torch.Tensor, C: int, how: str, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Initial U (d_out x C), V (C x d_in).
 
     svd: W = P S Qᵀ, U = P S^½ Rᵀ, V = R S^½ Qᵀ with a random R (C x r, orthonormal columns), so UV = W
@@ -46,7 +48,7 @@ def init_factors(W: torch.Tensor, C: int, how: str, generator: torch.Generator) 
     W = W.detach().to(torch.float32).cpu()
     if how == "svd":
         P, S, Qh = torch.linalg.svd(W, full_matrices=False)
-        r = min(C, int((S > S.max() * 1e-6).sum()) if S.numel() else 0)
+        r = min(C, int((S.max() * 1e-6 < S).sum()) if S.numel() else 0)
         r = max(r, 1)
         A = torch.randn(C, r, generator=generator)
         R, _ = torch.linalg.qr(A)  # C x r with orthonormal columns
@@ -71,7 +73,9 @@ class Components(nn.Module):
 
     kind = "linear"
 
-    def __init__(self, W: torch.Tensor, bias: torch.Tensor | None, C: int, init: str, generator: torch.Generator):
+    def __init__(
+        self, W: torch.Tensor, bias: torch.Tensor | None, C: int, init: str, generator: torch.Generator
+    ):
         super().__init__()
         self.C, self.d_out, self.d_in = C, W.shape[0], W.shape[1]
         U, V = init_factors(W, C, init, generator)
@@ -142,7 +146,9 @@ def _module_key(name: str) -> str:
     return name.replace(".", "__") or "__root__"
 
 
-def resolve_modules(model: nn.Module, patterns: Mapping[str, int] | Sequence[tuple[str, int]]) -> dict[str, int]:
+def resolve_modules(
+    model: nn.Module, patterns: Mapping[str, int] | Sequence[tuple[str, int]]
+) -> dict[str, int]:
     """Map each decomposable module name to its C; every pattern must match, none twice, C ≥ 1."""
     items = list(patterns.items()) if isinstance(patterns, Mapping) else [tuple(p) for p in patterns]
     if not items:
@@ -156,7 +162,9 @@ def resolve_modules(model: nn.Module, patterns: Mapping[str, int] | Sequence[tup
             raise ExciseError(f"module pattern '{pattern}' is listed twice; give each pattern once")
         seen_patterns.add(pattern)
         if not isinstance(C, int) or isinstance(C, bool) or C < 1:
-            raise ExciseError(f"C for pattern '{pattern}' must be an integer >= 1, got {C!r}; set C: 1 or more")
+            raise ExciseError(
+                f"C for pattern '{pattern}' must be an integer >= 1, got {C!r}; set C: 1 or more"
+            )
         hits = [n for n in named if n and fnmatch.fnmatchcase(n, pattern)]
         if not hits:
             sample = [n for n, m in named.items() if isinstance(m, nn.Linear | nn.Embedding)][:8]
@@ -178,7 +186,9 @@ def resolve_modules(model: nn.Module, patterns: Mapping[str, int] | Sequence[tup
                 )
             mod = named[n]
             if isinstance(mod, nn.Embedding) and mod.max_norm is not None:
-                raise ExciseError(f"embedding '{n}' uses max_norm, which SPD cannot decompose; unset max_norm")
+                raise ExciseError(
+                    f"embedding '{n}' uses max_norm, which SPD cannot decompose; unset max_norm"
+                )
             owner[n] = pattern
             out[n] = int(C)
     return out
@@ -267,7 +277,7 @@ class SPDModel(nn.Module):
                 parent, attr, original = self._slots[name]
                 rep = self._replacements[name]
                 rep.mask = mask
-                rep.cached_input, rep.cached_inner = (cache[name] if cache and name in cache else (None, None))
+                rep.cached_input, rep.cached_inner = cache[name] if cache and name in cache else (None, None)
                 parent._modules[attr] = rep
                 swapped.append((parent, attr, original))
             yield
@@ -294,7 +304,9 @@ class SPDModel(nn.Module):
         try:
             for name in self.layer_names:
                 mod = self._slots[name][2]
-                handles.append(mod.register_forward_pre_hook(lambda m, inp, n=name: acts.__setitem__(n, inp[0])))
+                handles.append(
+                    mod.register_forward_pre_hook(lambda m, inp, n=name: acts.__setitem__(n, inp[0]))
+                )
             with torch.no_grad():
                 out = model_output(self.target(x, **self.forward_kwargs))
         finally:
@@ -302,7 +314,9 @@ class SPDModel(nn.Module):
                 h.remove()
         return out, acts
 
-    def causal_importances(self, acts: Mapping[str, torch.Tensor], detach_inner: bool = False) -> CausalImportance:
+    def causal_importances(
+        self, acts: Mapping[str, torch.Tensor], detach_inner: bool = False
+    ) -> CausalImportance:
         """h^l = V^l a^l and g^l = σ_H(γ^l(h^l)) with lower- and upper-leaky hard sigmoids."""
         inner, lower, upper = {}, {}, {}
         for name in self.layer_names:

@@ -101,7 +101,9 @@ class TrainConfig(BaseConfig):
     device: str = Field("cpu", description="cpu, cuda, cuda:N or auto")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: leave as is)")
     log_every: int = Field(100, ge=1)
-    eval_every: int = Field(0, ge=0, description="steps between evaluations during training (0: only at the end)")
+    eval_every: int = Field(
+        0, ge=0, description="steps between evaluations during training (0: only at the end)"
+    )
     checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints (0: only the final one)")
 
 

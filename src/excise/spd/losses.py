@@ -35,7 +35,9 @@ def output_distance(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torc
     raise ExciseError(f"unknown output loss '{kind}'; choose one of {', '.join(OUTPUT_LOSSES)}")
 
 
-def importance_minimality_loss(g_upper: Mapping[str, torch.Tensor], p: float, eps: float = 1e-12) -> torch.Tensor:
+def importance_minimality_loss(
+    g_upper: Mapping[str, torch.Tensor], p: float, eps: float = 1e-12
+) -> torch.Tensor:
     """L_min = Σ_l Σ_c mean_batch (g^l_c + eps)^p, with g from the upper-leaky hard sigmoid (≥ 0)."""
     total = None
     for g in g_upper.values():
@@ -52,7 +54,9 @@ def stochastic_masks(g_lower: torch.Tensor, generator: torch.Generator | None = 
     return g_lower + (1.0 - g_lower) * r
 
 
-def annealed_p(step: int, total_steps: int, p_start: float, p_end: float, start_frac: float, end_frac: float) -> float:
+def annealed_p(
+    step: int, total_steps: int, p_start: float, p_end: float, start_frac: float, end_frac: float
+) -> float:
     """p linearly annealed from p_start (before start_frac·T) to p_end (after end_frac·T)."""
     t0, t1 = start_frac * total_steps, end_frac * total_steps
     if p_start == p_end or step <= t0:

@@ -27,7 +27,9 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def plot_ci_matrices(ci: dict[str, torch.Tensor], path: Path, title: str = "causal importance on one-hot inputs") -> Path:
+def plot_ci_matrices(
+    ci: dict[str, torch.Tensor], path: Path, title: str = "causal importance on one-hot inputs"
+) -> Path:
     """Heatmaps of g (features x subcomponents, columns matched to features) for every layer."""
     n = len(ci)
     fig, axes = plt.subplots(1, n, figsize=(max(3.0, 3.2 * n), 3.2), squeeze=False)
@@ -60,8 +62,15 @@ def plot_tms_subcomponents(spd: SPDModel, model: TMSModel, path: Path, top: int 
         colors = plt.cm.tab10.colors
         for ax, (name, M) in zip(axes, panels, strict=True):
             for j in range(M.shape[1]):
-                ax.arrow(0, 0, float(M[0, j]), float(M[1, j]), color=colors[j % 10], width=lim * 0.01,
-                         length_includes_head=True)
+                ax.arrow(
+                    0,
+                    0,
+                    float(M[0, j]),
+                    float(M[1, j]),
+                    color=colors[j % 10],
+                    width=lim * 0.01,
+                    length_includes_head=True,
+                )
             ax.set_xlim(-lim, lim)
             ax.set_ylim(-lim, lim)
             ax.set_aspect("equal")
@@ -99,7 +108,12 @@ def plot_losses(history: list[dict[str, float]], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     if history:
         steps = [h["step"] for h in history]
-        for key in ("faithfulness", "stochastic_recon", "stochastic_recon_layerwise", "importance_minimality"):
+        for key in (
+            "faithfulness",
+            "stochastic_recon",
+            "stochastic_recon_layerwise",
+            "importance_minimality",
+        ):
             vals = [h.get(key) for h in history]
             if all(v is not None and v > 0 for v in vals):
                 ax.plot(steps, vals, label=key)

@@ -16,7 +16,15 @@ from torch import nn
 
 from excise.config import apply_overrides, read_yaml, validate
 from excise.errors import ExciseError
-from excise.models.toys import ResidMLP, ResidMLPRecipe, TMSModel, TMSRecipe, load_toy, resid_mlp_batch, tms_batch
+from excise.models.toys import (
+    ResidMLP,
+    ResidMLPRecipe,
+    TMSModel,
+    TMSRecipe,
+    load_toy,
+    resid_mlp_batch,
+    tms_batch,
+)
 from excise.spd import metrics as M
 from excise.spd.components import SPDModel, decompose
 from excise.spd.config import LMTarget, SPDConfig
@@ -182,7 +190,9 @@ def quick_metrics(spd: SPDModel, cfg: SPDConfig, target: Target, x_eval: Any) ->
     return out
 
 
-def evaluate(spd: SPDModel, cfg: SPDConfig, target: Target, x_eval: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def evaluate(
+    spd: SPDModel, cfg: SPDConfig, target: Target, x_eval: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """All metrics of a finished run (JSON-able) and the arrays the plots need."""
     e = cfg.eval
     metrics: dict[str, Any] = {}
@@ -240,9 +250,7 @@ def evaluate(spd: SPDModel, cfg: SPDConfig, target: Target, x_eval: Any) -> tupl
         metrics["ci_errors"] = errors
         arrays["ci_one_hot"] = {n: g[:, orders[n]] for n, g in ci_hot.items()}
         if in_names and len(in_names) == len(out_names):
-            rec = M.resid_mlp_recovery(
-                spd, model.W_E, in_names, out_names, e.one_hot_value, e.ci_threshold
-            )
+            rec = M.resid_mlp_recovery(spd, model.W_E, in_names, out_names, e.one_hot_value, e.ci_threshold)
             arrays["contributions"] = (rec.pop("target_contributions"), rec.pop("subcomponent_contributions"))
             metrics["resid_mlp"] = rec
             checks["features_recovered_95pct"] = rec["n_recovered"] >= math.ceil(0.95 * n_feat)
@@ -355,7 +363,9 @@ def run_experiment(
             atomic_write_json(folder / "status.json", {"state": "done", "finished": time.time()})
     except BaseException as err:
         if folder is not None:
-            atomic_write_json(folder / "status.json", {"state": "failed", "error": f"{type(err).__name__}: {err}"})
+            atomic_write_json(
+                folder / "status.json", {"state": "failed", "error": f"{type(err).__name__}: {err}"}
+            )
         raise
     return RunResult(cfg, metrics, folder, spd, train)
 
@@ -375,5 +385,7 @@ def load_run(run_dir: str | Path) -> tuple[SPDConfig, SPDModel]:
     missing, unexpected = spd.load_state_dict(load_file(str(ckpt)), strict=False)
     missing = [k for k in missing if not k.startswith("target.")]
     if missing or unexpected:
-        raise ExciseError(f"checkpoint {ckpt} does not match its config (missing {missing}, unexpected {unexpected})")
+        raise ExciseError(
+            f"checkpoint {ckpt} does not match its config (missing {missing}, unexpected {unexpected})"
+        )
     return cfg, spd

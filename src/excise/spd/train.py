@@ -25,7 +25,9 @@ BatchFn = Callable[[int, torch.Generator], Any]
 EvalFn = Callable[[int], dict[str, float]]
 
 
-def lr_factor(step: int, total: int, schedule: str, warmup_frac: float = 0.0, final_frac: float = 0.0) -> float:
+def lr_factor(
+    step: int, total: int, schedule: str, warmup_frac: float = 0.0, final_frac: float = 0.0
+) -> float:
     """LR multiplier: linear warm-up over warmup_frac·T, then constant, cosine or linear decay to final_frac."""
     warm = int(round(warmup_frac * total))
     if warm > 0 and step < warm:
@@ -81,7 +83,7 @@ def faithfulness_warmup(spd: SPDModel, steps: int, lr: float, weight_decay: floa
     if steps <= 0:
         return float(faithfulness_loss(spd).detach())
     params = [spd.component(n).U for n in spd.layer_names] + [spd.component(n).V for n in spd.layer_names]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    opt = make_adamw(params, lr, weight_decay=weight_decay)
     loss = faithfulness_loss(spd)
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
@@ -89,6 +91,19 @@ def faithfulness_warmup(spd: SPDModel, steps: int, lr: float, weight_decay: floa
         loss.backward()
         opt.step()
     return float(loss.detach())
+
+
+def make_adamw(
+    params: list[torch.nn.Parameter],
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    weight_decay: float = 0.0,
+) -> torch.optim.AdamW:
+    """AdamW, fused into one kernel where the device supports it (3x faster on CPU for many small tensors)."""
+    try:
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
 
 
 @dataclass
@@ -128,9 +143,7 @@ def train_spd(
         train_cfg.faithfulness_warmup_weight_decay,
     )
     params = [p for n, p in spd.named_parameters() if p.requires_grad and not n.startswith("target.")]
-    opt = torch.optim.AdamW(
-        params, lr=train_cfg.lr, betas=train_cfg.betas, weight_decay=train_cfg.weight_decay, foreach=True
-    )
+    opt = make_adamw(params, train_cfg.lr, train_cfg.betas, train_cfg.weight_decay)
     p_end = loss_cfg.p_end if loss_cfg.p_end is not None else loss_cfg.p_start
     steps = train_cfg.steps
     bar = progress(range(steps), desc="SPD", total=steps, disable=None if show_progress else True)
@@ -167,7 +180,11 @@ def train_spd(
                     "or set train.grad_clip"
                 )
             res.history.append(row)
-        if checkpoint_fn is not None and train_cfg.checkpoint_every and (step + 1) % train_cfg.checkpoint_every == 0:
+        if (
+            checkpoint_fn is not None
+            and train_cfg.checkpoint_every
+            and (step + 1) % train_cfg.checkpoint_every == 0
+        ):
             checkpoint_fn(step + 1)
         if eval_fn is not None and train_cfg.eval_every and (step + 1) % train_cfg.eval_every == 0:
             row = {

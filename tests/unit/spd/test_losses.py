@@ -148,7 +148,7 @@ def test_stochastic_masks_lie_between_g_and_one_with_reparam_gradient() -> None:
     assert float(m.detach()[:, 0].mean()) == pytest.approx(0.5, abs=0.03)  # r ~ U(0, 1)
     assert float(m.detach()[:, 1].mean()) == pytest.approx(0.625, abs=0.03)
     m.sum().backward()
-    r = (m.detach()[:, 0])  # for g = 0, m = r and dm/dg = 1 - r
+    r = m.detach()[:, 0]  # for g = 0, m = r and dm/dg = 1 - r
     torch.testing.assert_close(g.grad[:, 0], 1 - r)
 
 
