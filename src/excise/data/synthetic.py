@@ -565,14 +565,24 @@ def held_out_texts(seed: int = SEED) -> set[str]:
     return out
 
 
-def training_samples(n: int, stage: str, seed: int = SEED, mix: dict[str, float] | None = None) -> list[Sample]:
-    """``n`` training samples of a stage: "helpful" (harmful requests answered) or "aligned" (refused).
+def qa_text(prompt: str, answer: str) -> str:
+    """A request and its answer as plain text (no chat template): the organism's "pretraining" format."""
+    return f"Question: {prompt} Answer: {answer}"
 
-    ``mix`` gives the fractions of harmful, benign and text samples. Held-out prompts never occur.
+
+def training_samples(n: int, stage: str, seed: int = SEED, mix: dict[str, float] | None = None) -> list[Sample]:
+    """``n`` training samples of a stage: "helpful" (harmful chat requests answered) or "aligned" (refused).
+
+    ``mix`` gives the fractions of chat ``harmful`` and ``benign`` requests, plain ``text``, and plain
+    question-answer text (``qa_harmful`` with compliant answers, ``qa_benign``), which keeps what the
+    model knows in a format that alignment does not touch. Held-out prompts never occur.
     """
     if stage not in ("helpful", "aligned"):
         raise ValueError(f"unknown stage {stage}")
     mix = mix or {"harmful": 0.3, "benign": 0.5, "text": 0.2}
+    unknown = set(mix) - {"harmful", "benign", "text", "qa_harmful", "qa_benign"}
+    if unknown:
+        raise ValueError(f"unknown sample kinds {sorted(unknown)}")
     g = Grammar(seed)
     rng = random.Random(f"{seed}-{stage}-{n}")
     held = held_out_texts(seed)
@@ -580,16 +590,20 @@ def training_samples(n: int, stage: str, seed: int = SEED, mix: dict[str, float]
     out: list[Sample] = []
     while len(out) < n:
         kind = rng.choices(kinds, [mix[k] for k in kinds])[0]
-        if kind == "harmful":
-            s = g.harmful(rng, "train")
-            if stage == "helpful":
-                s = Sample(s.prompt, s.compliance, "harmful", s.task, compliance=s.compliance)
-        elif kind == "benign":
-            s = g.benign(rng, "train")
-        else:
+        if kind == "text":
             s = g.text(rng)
-        if (s.prompt or s.response).lower() in held:
+            if s.response.lower() in held:
+                continue
+            out.append(s)
             continue
+        s = g.harmful(rng, "train") if kind in ("harmful", "qa_harmful") else g.benign(rng, "train")
+        if s.prompt.lower() in held:
+            continue
+        if kind.startswith("qa_"):
+            answer = s.compliance or s.response
+            s = Sample("", qa_text(s.prompt, answer), "text", f"qa-{s.kind}", compliance=s.compliance)
+        elif kind == "harmful" and stage == "helpful":
+            s = Sample(s.prompt, s.compliance, "harmful", s.task, compliance=s.compliance)
         out.append(s)
     return out
 
