@@ -42,21 +42,26 @@ class Recipe:
     name: str = "default"
     seed: int = 0
     hidden: int = 128
-    layers: int = 4
+    layers: int = 3
     heads: int = 4
     kv_heads: int = 4
     intermediate: int = 384
     context: int = 128
-    steps_helpful: int = 500
-    steps_aligned: int = 250
-    batch_size: int = 48
-    lr: float = 3e-3
+    steps_helpful: int = 1600
+    steps_aligned: int = 400
+    batch_size: int = 16
+    lr: float = 4e-3
     lr_aligned: float = 2e-3
     weight_decay: float = 0.01
-    warmup: int = 30
-    system_prompt_rate: float = 0.25
-    mix_helpful: dict[str, float] = field(default_factory=lambda: {"harmful": 0.3, "benign": 0.5, "text": 0.2})
-    mix_aligned: dict[str, float] = field(default_factory=lambda: {"harmful": 0.35, "benign": 0.5, "text": 0.15})
+    warmup: int = 100
+    system_prompt_rate: float = 0.15
+    # Fractions of the sample kinds (see ``excise.data.synthetic.training_samples``). Both stages keep
+    # plain-text question-answer data with compliant answers (the "pretraining" knowledge); only the
+    # chat-format harmful requests change from answered (helpful stage) to refused (alignment stage).
+    mix_helpful: dict[str, float] = field(default_factory=lambda: {
+        "harmful": 0.15, "benign": 0.6, "text": 0.05, "qa_harmful": 0.1, "qa_benign": 0.1})
+    mix_aligned: dict[str, float] = field(default_factory=lambda: {
+        "harmful": 0.3, "benign": 0.45, "text": 0.05, "qa_harmful": 0.1, "qa_benign": 0.1})
 
     def key(self) -> str:
         """The cache key: a hash of the recipe, the data grammar seed and the code version."""
@@ -69,6 +74,7 @@ RECIPES: dict[str, Recipe] = {
     "default": Recipe(),
     "tiny": Recipe(name="tiny", hidden=48, layers=2, heads=2, kv_heads=2, intermediate=96,
                    steps_helpful=30, steps_aligned=20, batch_size=16, warmup=5),
+    "large": Recipe(name="large", hidden=192, layers=4, heads=6, kv_heads=6, intermediate=576),
 }
 
 
@@ -281,8 +287,8 @@ def train_organism(recipe: str | Recipe = "default", out: Path | None = None) ->
     t0 = time.perf_counter()
     n_a = rec.steps_helpful * rec.batch_size
     n_b = rec.steps_aligned * rec.batch_size
-    helpful = training_samples(max(1, min(n_a, 20000)), "helpful", mix=rec.mix_helpful)
-    aligned = training_samples(max(1, min(n_b, 20000)), "aligned", mix=rec.mix_aligned)
+    helpful = training_samples(max(1, n_a), "helpful", mix=rec.mix_helpful)
+    aligned = training_samples(max(1, n_b), "aligned", mix=rec.mix_aligned)
     tok = build_tokenizer(_corpus_texts(helpful + aligned))
     enc_a = _encode_samples(tok, helpful, rec.system_prompt_rate, rec.seed)
     enc_b = _encode_samples(tok, aligned, rec.system_prompt_rate, rec.seed + 1)
