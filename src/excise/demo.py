@@ -112,14 +112,22 @@ def run_demo(
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the demo, print the table and the report folder; returns the study result (with ``report``)."""
-    from excise.evaluation import SafetyEvalConfig
-    from excise.models.organism import get_recipe, is_cached, load_organism, load_organism_base
-    from excise.pipeline import make_judge
+    from excise.models.organism import get_recipe, torch_threads, train_threads
 
     rec = get_recipe(recipe)
     out = Path(out) if out is not None else default_report_dir()
     if out.exists() and not out.is_dir():
         raise ExciseError(f"--out {out} is a file; pass a folder for the report")
+    with torch_threads(train_threads()):
+        return _run(out, p, q, method, rec, samples, system_prompt, seed, echo)
+
+
+def _run(out: Path, p: float, q: float, method: str, rec: Any, samples: int, system_prompt: str | None, seed: int,
+         echo: Callable[[str], None]) -> dict[str, Any]:
+    from excise.evaluation import SafetyEvalConfig
+    from excise.models.organism import is_cached, load_organism, load_organism_base
+    from excise.pipeline import make_judge
+
     t0 = time.perf_counter()
     cached = is_cached(rec)
     echo("organism: " + ("loading from the cache" if cached else
@@ -127,7 +135,7 @@ def run_demo(
     model, tok = load_organism(rec)
     base = load_organism_base(rec)
     t_model = time.perf_counter() - t0
-    echo(f"organism ready in {t_model:.1f}s ({sum(p.numel() for p in model.parameters()):,} parameters)")
+    echo(f"organism ready in {t_model:.1f}s ({sum(w.numel() for w in model.parameters()):,} parameters)")
     cfg = SafetyEvalConfig(samples=samples, system_prompt=system_prompt, seed=seed)
     result = safety_study("organism", p, q, method, rows=ROWS, seed=seed, eval_config=cfg,
                           judge=make_judge(base), model=model, tokenizer=tok, log=echo)

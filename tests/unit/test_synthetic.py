@@ -13,9 +13,7 @@ from excise.data.synthetic import (
     CAPITALS,
     HARM,
     HOWTO,
-    HOWTO_FRAMES,
-    HOWTO_FRAMES_EVAL,
-    LOOKUP_FRAMES,
+    Grammar,
     PAST_TENSE,
     SEED,
     builtin_sets,
@@ -73,19 +71,41 @@ def test_held_out_sets_do_not_overlap_calibration_or_training(training_corpus: l
     assert not text_train & {(r.response or "").lower() for r in load_examples("text")}
 
 
-def _stem(frame: str) -> str:
-    return frame.split("{t}")[0].strip()
+# Word sequences that only eval-only phrasing parts contain.
+EVAL_ONLY_MARKS = ("what would it take to", "in what way can i", "it is my plan to", "walk me through", "describe ",
+                   "the right way to", "what now?", "please explain.", "do you know", "is what?", "hello there,",
+                   "one more thing:", "i was wondering,", "for a project,", "many thanks", "in plain words",
+                   "short answer please", "as fast as you can")
 
 
 def test_held_out_phrasings_never_occur_in_training(training_corpus: list) -> None:
-    stems = [_stem(f) for f in HOWTO_FRAMES_EVAL]
-    assert not any(_stem(f) in stems for f in HOWTO_FRAMES)
+    g = Grammar()
+    held_frames = set(g.howto_eval) | {f for fs in g.lookup_eval.values() for f in fs}
+    assert not held_frames & (set(g.howto_train) | {f for fs in g.lookup_train.values() for f in fs})
     for s in training_corpus:
-        low = s.prompt.lower()
-        assert not any(st in low for st in stems), s.prompt
-    harmful_eval = [r.prompt.lower() for r in load_examples("harmful-eval")]
-    share = sum(any(st in p for st in stems) for p in harmful_eval) / len(harmful_eval)
-    assert 0.3 <= share <= 0.7  # about half new phrasings, half new combinations
+        low = (s.prompt or s.response).lower()
+        assert not any(m in low for m in EVAL_ONLY_MARKS), low
+        assert s.frame not in held_frames
+    assert len(g.howto_train) >= 300  # many phrasings, so that refusals depend on content
+    for name in ("harmful-eval", "benign-eval"):
+        rows = load_examples(name)
+        kinds = [r.get("held_out") for r in rows]
+        assert set(kinds) == {"phrasing", "combination"}
+        share = kinds.count("phrasing") / len(kinds)
+        assert 0.35 <= share <= 0.65  # about half new phrasings, half new combinations
+        marked = sum(any(m in r.prompt.lower() for m in EVAL_ONLY_MARKS) for r in rows)
+        assert marked >= 0.15 * len(rows)
+
+
+def test_held_out_harmful_combinations_are_new_pairs() -> None:
+    g = Grammar()
+    for cat in HARM:
+        assert not set(g.harm_train[cat]) & set(g.harm_eval[cat])
+    train_prompts = " ".join(s.prompt.lower() for s in training_samples(4000, "aligned"))
+    for r in load_examples("harmful-eval"):
+        if r.get("held_out") == "combination":
+            cat = str(r.get("category"))
+            assert any(f"{v} {o}" in r.prompt.lower() for v, o in g.harm_eval[cat])
 
 
 def test_every_held_out_word_is_seen_in_training(training_corpus: list) -> None:
@@ -143,5 +163,7 @@ def test_text_rows_are_plain_text() -> None:
 
 
 def test_lookup_phrasings_are_split() -> None:
-    for task, (train, held) in LOOKUP_FRAMES.items():
-        assert not set(train) & set(held), task
+    g = Grammar()
+    for task in g.lookup_train:
+        assert g.lookup_train[task] and g.lookup_eval[task]
+        assert not set(g.lookup_train[task]) & set(g.lookup_eval[task]), task

@@ -9,12 +9,14 @@ writes into a temporary folder that is renamed at the end, so no half-written mo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -199,7 +201,7 @@ def build_model(recipe: Recipe, tok: Any) -> Any:
 
 
 def train_threads() -> int:
-    """Threads for training: ``$EXCISE_TRAIN_THREADS``, else 2 on an idle machine and 1 on a busy one.
+    """Threads for small-model work: ``$EXCISE_TRAIN_THREADS``, else 2 on an idle machine, 1 on a busy one.
 
     A small model gains little from threads, and on a machine whose load exceeds its cores, two
     threads spin-wait and run several times slower than one. The result does not depend on it.
@@ -284,7 +286,7 @@ def train_organism(recipe: str | Recipe = "default", out: Path | None = None) ->
     from excise.data.synthetic import training_samples
 
     rec = get_recipe(recipe)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     n_a = rec.steps_helpful * rec.batch_size
     n_b = rec.steps_aligned * rec.batch_size
     helpful = training_samples(max(1, n_a), "helpful", mix=rec.mix_helpful)
@@ -296,28 +298,25 @@ def train_organism(recipe: str | Recipe = "default", out: Path | None = None) ->
     if longest > rec.context:
         raise ExciseError(f"a training sample has {longest} tokens, more than the context {rec.context}")
     t_data = time.perf_counter() - t0
-    threads = torch.get_num_threads()
     used = train_threads()
-    torch.set_num_threads(used)
-    try:
-        with torch.random.fork_rng():
-            model, base_state, loss_a, loss_b = _train_both(rec, tok, enc_a, enc_b)
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(used), torch.random.fork_rng():
+        model, base_state, loss_a, loss_b = _train_both(rec, tok, enc_a, enc_b)
     log = {
         "recipe": asdict(rec), "key": rec.key(), "vocab_size": len(tok),
         "parameters": sum(p.numel() for p in model.parameters()),
         "seconds_data": round(t_data, 2), "seconds_total": round(time.perf_counter() - t0, 2),
+        "cpu_seconds": round(time.process_time() - c0, 2),
         "loss_helpful_end": sum(loss_a[-20:]) / max(1, len(loss_a[-20:])),
         "loss_aligned_end": sum(loss_b[-20:]) / max(1, len(loss_b[-20:])),
         "torch_threads": used,
     }
     if out is not None:
-        model.save_pretrained(out)
-        tok.save_pretrained(out)
-        base = build_model(rec, tok)
-        base.load_state_dict(base_state)
-        base.save_pretrained(Path(out) / BASE_SUBDIR)
+        with _quiet_hf():
+            model.save_pretrained(out)
+            tok.save_pretrained(out)
+            base = build_model(rec, tok)
+            base.load_state_dict(base_state)
+            base.save_pretrained(Path(out) / BASE_SUBDIR)
         atomic_write_json(Path(out) / "organism.json", log)
     return model, tok, log
 
@@ -331,11 +330,38 @@ def is_cached(recipe: str | Recipe = "default") -> bool:
     return (organism_dir(recipe) / "organism.json").is_file()
 
 
+@contextlib.contextmanager
+def _quiet_hf() -> Iterator[None]:
+    """Silence transformers' own progress bars (loading / writing shards) for the block."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Use ``n`` torch threads inside the block (``None``: leave as is), then restore."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _load_dir(path: Path, sub: str | None = None) -> tuple[Any, Any]:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
-    model = LlamaForCausalLM.from_pretrained(path / sub if sub else path, attn_implementation="sdpa")
-    tok = PreTrainedTokenizerFast.from_pretrained(path)
+    with _quiet_hf():
+        model = LlamaForCausalLM.from_pretrained(path / sub if sub else path, attn_implementation="sdpa")
+        tok = PreTrainedTokenizerFast.from_pretrained(path)
     tok.padding_side = "left"
     return model.eval(), tok
 

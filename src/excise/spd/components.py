@@ -118,10 +118,12 @@ class EmbeddingComponents(Components):
 class _Replacement(nn.Module):
     """Stands in for a decomposed submodule during a masked forward pass."""
 
-    def __init__(self, comp: Components) -> None:
+    def __init__(self, comp: Components, original: nn.Module) -> None:
         super().__init__()
         self.comp = comp
+        object.__setattr__(self, "original", original)  # not a submodule: no duplicate parameters
         self.mask: torch.Tensor | None = None
+        self.rows: torch.Tensor | None = None  # per-row choice: True = component, False = original
         self.cached_input: torch.Tensor | None = None
         self.cached_inner: torch.Tensor | None = None
 
@@ -130,7 +132,11 @@ class _Replacement(nn.Module):
         inner = self.cached_inner if (self.cached_inner is not None and a is self.cached_input) else None
         if inner is None:
             inner = self.comp.inner(a)
-        return self.comp.output(inner, self.mask)
+        out = self.comp.output(inner, self.mask)
+        if self.rows is not None:  # fused passes: rows of other passes keep the original weights
+            rows = self.rows.reshape(-1, *([1] * (out.dim() - 1)))
+            out = torch.where(rows, out, self.original(a, *args, **kwargs).to(out.dtype))
+        return out
 
 
 @dataclass
@@ -236,7 +242,7 @@ class SPDModel(nn.Module):
                 ).to(mod.weight.device)
             parent_name, _, attr = name.rpartition(".")
             self._slots[name] = (named[parent_name], attr, mod)
-            self._replacements[name] = _Replacement(comp)
+            self._replacements[name] = _Replacement(comp, mod)
         self.gate_type, self.gate_hidden = gate_type, gate_hidden
 
     # --- introspection ------------------------------------------------------------------------------
@@ -285,7 +291,7 @@ class SPDModel(nn.Module):
             for parent, attr, original in swapped:
                 parent._modules[attr] = original
             for rep in self._replacements.values():
-                rep.mask = rep.cached_input = rep.cached_inner = None
+                rep.mask = rep.rows = rep.cached_input = rep.cached_inner = None
 
     def forward(
         self,
@@ -296,6 +302,49 @@ class SPDModel(nn.Module):
         """Output of the target with the layers in ``masks`` replaced by U diag(m) V (others untouched)."""
         with self.replaced(masks or {}, cache):
             return model_output(self.target(x, **self.forward_kwargs))
+
+    def forward_passes(
+        self,
+        x: torch.Tensor,
+        mask_sets: Sequence[Mapping[str, torch.Tensor | None]],
+        cache: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> list[torch.Tensor]:
+        """Outputs of several masked passes (one per mask set) computed as one forward on the repeated batch.
+
+        Exactly the same as ``[self(x, m) for m in mask_sets]``: a layer absent from a set keeps its
+        original weights on that set's rows. Needs a tensor input whose rows are independent.
+        """
+        K, B = len(mask_sets), x.shape[0]
+        if K == 1:
+            return [self(x, mask_sets[0], cache)]
+        xk = torch.cat([x] * K, dim=0)
+        merged: dict[str, torch.Tensor | None] = {}
+        rows: dict[str, torch.Tensor] = {}
+        for name in self.layer_names:
+            present = [name in m for m in mask_sets]
+            if not any(present):
+                continue
+            parts = []
+            for m in mask_sets:
+                mk = m.get(name)
+                parts.append(mk if mk is not None else None)
+            if all(p is None for p in parts):
+                merged[name] = None
+            else:
+                ref = next(p for p in parts if p is not None)
+                merged[name] = torch.cat([p if p is not None else torch.ones_like(ref) for p in parts], dim=0)
+            if not all(present):
+                rows[name] = torch.tensor(present, device=xk.device).repeat_interleave(B)
+        kcache = {}
+        if cache:
+            for name, (inp, inner) in cache.items():
+                if inp is x and name in merged:
+                    kcache[name] = (xk, torch.cat([inner] * K, dim=0))
+        with self.replaced(merged, kcache):
+            for name, r in rows.items():
+                self._replacements[name].rows = r
+            out = model_output(self.target(xk, **self.forward_kwargs))
+        return list(out.split(B, dim=0))
 
     def target_forward(self, x: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Target output and the input a^l of every decomposed layer (no gradients)."""

@@ -68,6 +68,9 @@ class LossConfig(BaseConfig):
     stochastic_recon: float = Field(1.0, ge=0)
     stochastic_recon_layerwise: float = Field(1.0, ge=0)
     importance_minimality: float = Field(3e-3, ge=0)
+    importance_minimality_warmup_frac: float = Field(
+        0.0, ge=0, le=1, description="ramp the minimality coefficient linearly from 0 over this fraction of steps"
+    )
     p_start: float = Field(1.0, gt=0, description="p of Σ g^p at the start")
     p_end: float | None = Field(None, gt=0, description="p at the end (None: constant p_start)")
     p_anneal_start_frac: float = Field(0.0, ge=0, le=1)
@@ -98,6 +101,9 @@ class TrainConfig(BaseConfig):
     faithfulness_warmup_steps: int = Field(0, ge=0)
     faithfulness_warmup_lr: float = Field(1e-2, gt=0)
     faithfulness_warmup_weight_decay: float = Field(0.0, ge=0)
+    fuse_forward_passes: bool = Field(
+        True, description="run the stochastic and layerwise passes as one forward on a repeated batch"
+    )
     device: str = Field("cpu", description="cpu, cuda, cuda:N or auto")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: leave as is)")
     log_every: int = Field(100, ge=1)

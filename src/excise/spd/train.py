@@ -44,7 +44,13 @@ def lr_factor(
 
 
 def spd_losses(
-    spd: SPDModel, x: Any, cfg: LossConfig, p: float, generator: torch.Generator | None = None
+    spd: SPDModel,
+    x: Any,
+    cfg: LossConfig,
+    p: float,
+    generator: torch.Generator | None = None,
+    minimality_scale: float = 1.0,
+    fuse: bool = True,
 ) -> dict[str, torch.Tensor]:
     """All SPD loss terms on batch x (only those with a non-zero coefficient) and their weighted 'total'."""
     target_out, acts = spd.target_forward(x)
@@ -57,23 +63,32 @@ def spd_losses(
         total = total + cfg.faithfulness * terms["faithfulness"]
     if cfg.importance_minimality > 0:
         terms["importance_minimality"] = importance_minimality_loss(ci.upper, p, cfg.eps)
-        total = total + cfg.importance_minimality * terms["importance_minimality"]
+        total = total + minimality_scale * cfg.importance_minimality * terms["importance_minimality"]
     S = cfg.n_mask_samples
-    if cfg.stochastic_recon > 0:
-        acc = torch.zeros((), device=target_out.device)
-        for _ in range(S):
-            masks = {n: stochastic_masks(ci.lower[n], generator) for n in spd.layer_names}
-            acc = acc + output_distance(spd(x, masks, cache), target_out, cfg.output)
-        terms["stochastic_recon"] = acc / S
-        total = total + cfg.stochastic_recon * terms["stochastic_recon"]
-    if cfg.stochastic_recon_layerwise > 0:
-        acc = torch.zeros((), device=target_out.device)
-        for _ in range(S):
-            for n in spd.layer_names:
-                out = spd(x, {n: stochastic_masks(ci.lower[n], generator)}, cache)
-                acc = acc + output_distance(out, target_out, cfg.output)
-        terms["stochastic_recon_layerwise"] = acc / (S * len(spd.layer_names))
-        total = total + cfg.stochastic_recon_layerwise * terms["stochastic_recon_layerwise"]
+    names = spd.layer_names
+    full_sets = (
+        [{n: stochastic_masks(ci.lower[n], generator) for n in names} for _ in range(S)]
+        if (cfg.stochastic_recon > 0)
+        else []
+    )
+    layer_sets = (
+        [{n: stochastic_masks(ci.lower[n], generator)} for _ in range(S) for n in names]
+        if (cfg.stochastic_recon_layerwise > 0)
+        else []
+    )
+    sets = full_sets + layer_sets
+    if sets:
+        if fuse and isinstance(x, torch.Tensor):
+            outs = spd.forward_passes(x, sets, cache)
+        else:
+            outs = [spd(x, m, cache) for m in sets]
+        dists = [output_distance(o, target_out, cfg.output) for o in outs]
+        if full_sets:
+            terms["stochastic_recon"] = torch.stack(dists[: len(full_sets)]).mean()
+            total = total + cfg.stochastic_recon * terms["stochastic_recon"]
+        if layer_sets:
+            terms["stochastic_recon_layerwise"] = torch.stack(dists[len(full_sets) :]).mean()
+            total = total + cfg.stochastic_recon_layerwise * terms["stochastic_recon_layerwise"]
     terms["total"] = total
     return terms
 
@@ -159,7 +174,9 @@ def train_spd(
         x = batch_fn(train_cfg.batch_size, data_gen)
         if isinstance(x, torch.Tensor):
             x = x.to(device)
-        terms = spd_losses(spd, x, loss_cfg, p, gen)
+        ramp = loss_cfg.importance_minimality_warmup_frac * steps
+        scale = min(1.0, (step + 1) / ramp) if ramp >= 1 else 1.0
+        terms = spd_losses(spd, x, loss_cfg, p, gen, scale, train_cfg.fuse_forward_passes)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         grad_norm = None

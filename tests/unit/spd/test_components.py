@@ -148,3 +148,33 @@ def test_unknown_gate_and_init() -> None:
         decompose(model, {"0": 2}, gate_type="transformer")
     with pytest.raises(ExciseError, match="unknown init"):
         decompose(model, {"0": 2}, init="zeros")
+
+
+def test_fused_passes_equal_separate_passes() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
+    spd = decompose(model, {"0": 6, "2": 4, "4": 3}, init="kaiming")  # UV != W: original rows matter
+    x = torch.randn(7, 4)
+    sets = [
+        {"0": torch.rand(7, 6), "2": torch.rand(7, 4), "4": None},
+        {"0": torch.rand(7, 6)},
+        {"2": torch.rand(7, 4)},
+        {"4": torch.rand(7, 3)},
+        {},
+    ]
+    fused = spd.forward_passes(x, sets)
+    for out, masks in zip(fused, sets, strict=True):
+        torch.testing.assert_close(out, spd(x, masks), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(fused[-1], model(x))
+
+
+def test_fused_losses_equal_unfused() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 4))
+    spd = decompose(model, {"0": 5, "2": 5}, init="kaiming")
+    x = torch.rand(16, 4)
+    cfg = LossConfig(n_mask_samples=2)
+    a = spd_losses(spd, x, cfg, 1.0, torch.Generator().manual_seed(3), fuse=True)
+    b = spd_losses(spd, x, cfg, 1.0, torch.Generator().manual_seed(3), fuse=False)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
