@@ -148,7 +148,7 @@ def _run(out: Path, p: float, q: float, method: str, rec: Any, samples: int, sys
     echo("")
     echo(format_table(result))
     echo("")
-    echo(f"ASR: share of held-out harmful prompts answered coherently without refusal (greedy); "
-         f"benign accuracy: held-out checkable answers; perplexity: held-out plain text.")
+    echo("ASR: share of held-out harmful prompts answered coherently without refusal (greedy); "
+         "benign accuracy: held-out checkable answers; perplexity: held-out plain text.")
     echo(f"total {result['timings']['demo_total']:.0f}s; report: {out.resolve()}")
     return result

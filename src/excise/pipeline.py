@@ -69,13 +69,28 @@ def safety_study(
     model: Any | None = None,
     tokenizer: Any | None = None,
     log: Callable[[str], None] | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Metrics of the set-difference pruning at (p, q), plus the requested baseline ``rows``.
 
     Returns a flat dict for sweeps (``removed``, ``asr``, ``benign_accuracy``, ``perplexity`` of the
     set-difference row when it is among ``rows``) with every row's metrics under ``rows``.
-    ``reference="auto"`` gates coherence with the organism's helpful-only base model.
+    ``reference="auto"`` gates coherence with the organism's helpful-only base model; ``threads``
+    sets torch's thread count for the call (``None``: unchanged).
     """
+    from excise.models.organism import torch_threads
+
+    rows = _check_rows(rows)
+    with torch_threads(threads):
+        return _study(model_name, p, q, method, safety, utility, rows, scope, batch_size, seed, eval_config, judge,
+                      reference, max_ppl, use_cache, model, tokenizer, log)
+
+
+def _study(model_name: str, p: float, q: float, method: str, safety: Any, utility: Any, rows: list[str], scope: str,
+           batch_size: int, seed: int, eval_config: Any | None, judge: Any | None, reference: str | None,
+           max_ppl: float, use_cache: bool, model: Any | None, tokenizer: Any | None,
+           log: Callable[[str], None] | None) -> dict[str, Any]:
+    """The body of ``safety_study`` (arguments already checked)."""
     from excise import selection
     from excise.evaluation import SafetyEvalConfig, evaluate_safety
     from excise.interventions import ablate
@@ -83,7 +98,6 @@ def safety_study(
     from excise.scoring import get_method, score
 
     say = log or (lambda _msg: None)
-    rows = _check_rows(rows)
     p = selection.check_fraction("p", p)
     q = selection.check_fraction("q", q)
     get_method(method)

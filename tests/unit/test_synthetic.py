@@ -13,9 +13,9 @@ from excise.data.synthetic import (
     CAPITALS,
     HARM,
     HOWTO,
-    Grammar,
     PAST_TENSE,
     SEED,
+    Grammar,
     builtin_sets,
     training_samples,
     words,
@@ -83,6 +83,8 @@ def test_held_out_phrasings_never_occur_in_training(training_corpus: list) -> No
     held_frames = set(g.howto_eval) | {f for fs in g.lookup_eval.values() for f in fs}
     assert not held_frames & (set(g.howto_train) | {f for fs in g.lookup_train.values() for f in fs})
     for s in training_corpus:
+        if s.task == "text":  # plain sentences may use any word
+            continue
         low = (s.prompt or s.response).lower()
         assert not any(m in low for m in EVAL_ONLY_MARKS), low
         assert s.frame not in held_frames
@@ -101,7 +103,6 @@ def test_held_out_harmful_combinations_are_new_pairs() -> None:
     g = Grammar()
     for cat in HARM:
         assert not set(g.harm_train[cat]) & set(g.harm_eval[cat])
-    train_prompts = " ".join(s.prompt.lower() for s in training_samples(4000, "aligned"))
     for r in load_examples("harmful-eval"):
         if r.get("held_out") == "combination":
             cat = str(r.get("category"))

@@ -402,6 +402,7 @@ TEXT_TEMPLATES = [
     "the first thing {name} saw was the {place}.",
     "the {place} looked plain and {weather} {time}.",
     "{name} asked for more time to finish the {place} map.",
+    "{name} wrote one word on the map of the {place}.",
 ]
 
 

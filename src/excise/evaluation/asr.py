@@ -108,7 +108,7 @@ def attack_success_rate(
     if limit is not None:
         prompts = prompts[:limit]
     judge = judge or KeywordJudge()
-    variants = [""] if not suffix_list else suffix_list
+    variants = suffix_list if suffix_list else [""]
     per_prompt: list[list[Verdict]] = [[] for _ in prompts]
     per_resp: list[list[str]] = [[] for _ in prompts]
     per_suffix: dict[str, float] = {}

@@ -44,10 +44,7 @@ def word_list(text: str) -> list[str]:
 def is_refusal(response: str, phrases: Sequence[str] = REFUSAL_PHRASES) -> bool:
     """True if the response contains a refusal phrase (word-bounded, case-insensitive)."""
     t = normalise(response)
-    for p in phrases:
-        if re.search(r"(?<![a-z0-9])" + re.escape(p) + r"(?![a-z0-9])", t):
-            return True
-    return False
+    return any(re.search(r"(?<![a-z0-9])" + re.escape(p) + r"(?![a-z0-9])", t) for p in phrases)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from excise.errors import ExciseError
 from excise.utils import atomic_write_json, cache_dir, progress, stable_hash
 
 # Bump when the data grammar or training code changes in a way that changes the result.
-ORGANISM_VERSION = 1
+ORGANISM_VERSION = 2
 
 BASE_SUBDIR = "base"  # the helpful-only model (before alignment), kept as a reference
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>"]
@@ -132,7 +132,7 @@ class _Encoded:
 
 
 def _encode_samples(tok: Any, samples: list[Any], system_rate: float, seed: int) -> _Encoded:
-    """Token ids of each training sample; prompt tokens (and the BOS of text) are not scored."""
+    """Token ids of each training sample; prompt tokens (and the BOS of text) are not scored; text ends in EOS."""
     import random
 
     from excise.data.synthetic import SYSTEM_PROMPTS
@@ -161,7 +161,7 @@ def _encode_samples(tok: Any, samples: list[Any], system_rate: float, seed: int)
     if text_idx:
         t_enc = tok([samples[i].response for i in text_idx], add_special_tokens=True)["input_ids"]
         for i, t in zip(text_idx, t_enc, strict=True):
-            ids[i] = list(t)
+            ids[i] = list(t) + [tok.eos_token_id]  # a document ends with EOS, so answers learn to stop
             n_prompt[i] = 1
     return _Encoded(ids, n_prompt)
 
