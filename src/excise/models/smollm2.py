@@ -86,10 +86,10 @@ def load_smollm2() -> tuple[Any, Any]:
 # are trained, which keeps the recipe to minutes on a CPU.
 SAFETY_RECIPE: dict[str, Any] = {
     "name": "smollm2-safety",
-    "n_harmful": 160,
-    "n_benign": 160,
-    "epochs": 1.0,
-    "learning_rate": 4e-5,
+    "n_harmful": 100,
+    "n_benign": 100,
+    "epochs": 2.0,
+    "learning_rate": 2e-4,
     "batch_size": 8,
     "max_length": 160,
     "max_new_tokens": 48,
