@@ -49,8 +49,8 @@ class Recipe:
     kv_heads: int = 4
     intermediate: int = 384
     context: int = 128
-    steps_helpful: int = 1600
-    steps_aligned: int = 400
+    steps_helpful: int = 1500
+    steps_aligned: int = 500
     batch_size: int = 16
     lr: float = 4e-3
     lr_aligned: float = 2e-3
@@ -66,10 +66,23 @@ class Recipe:
         "harmful": 0.3, "benign": 0.45, "text": 0.05, "qa_harmful": 0.1, "qa_benign": 0.1})
 
     def key(self) -> str:
-        """The cache key: a hash of the recipe, the data grammar seed and the code version."""
+        """The cache key: a hash of the recipe, the data seed and the code that makes data and model."""
         from excise.data.synthetic import SEED
 
-        return stable_hash({"recipe": asdict(self), "data_seed": SEED, "version": ORGANISM_VERSION})
+        return stable_hash({"recipe": asdict(self), "data_seed": SEED, "version": ORGANISM_VERSION,
+                            "code": _code_fingerprint()})
+
+
+def _code_fingerprint() -> str:
+    """sha256 of the grammar and training source files: editing either retrains instead of reusing."""
+    import hashlib
+
+    from excise.data import synthetic
+
+    h = hashlib.sha256()
+    for f in (Path(synthetic.__file__), Path(__file__)):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 RECIPES: dict[str, Recipe] = {

@@ -28,15 +28,38 @@ def column_cosines(W: torch.Tensor, U: torch.Tensor, V: torch.Tensor) -> tuple[t
     return cos, col_norm / wnorm
 
 
-def mmcs_ml2r(W: torch.Tensor, U: torch.Tensor, V: torch.Tensor) -> dict[str, Any]:
-    """MMCS = mean_j max_c cos(U_c V_cj, W_:j); ML2R = mean_j ‖U_c* V_c*j‖ / ‖W_:j‖ at the argmax c*."""
+def mmcs_ml2r(
+    W: torch.Tensor, U: torch.Tensor, V: torch.Tensor, min_norm_frac: float = 0.1
+) -> dict[str, Any]:
+    """MMCS = mean_j max_c cos(U_c V_cj, W_:j); ML2R = mean_j ‖U_c* V_c*j‖ / ‖W_:j‖ at the argmax c*.
+
+    The max runs over subcomponents whose column j has at least ``min_norm_frac`` of ‖W_:j‖: a leftover
+    of negligible norm that happens to point the same way (a near-tie at cosine 1) would otherwise make
+    ML2R jump to ~0 for that feature. ``mmcs_all`` / ``ml2r_all`` give the literal paper definition (max
+    over every c). Features without any such subcomponent fall back to all c.
+    """
     cos, ratio = column_cosines(W, U, V)
-    best = cos.argmax(dim=0)
-    idx = torch.arange(cos.shape[1])
+    n = cos.shape[1]
+    idx = torch.arange(n)
+
+    def pick(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        best = c.argmax(dim=0)
+        return c[best, idx], ratio[best, idx]
+
+    cos_all, ratio_all = pick(cos)
+    big = ratio >= min_norm_frac
+    masked = torch.where(big, cos, torch.full_like(cos, -2.0))
+    has = big.any(dim=0)
+    cos_big, ratio_big = pick(masked)
+    cos_sel = torch.where(has, cos_big, cos_all)
+    ratio_sel = torch.where(has, ratio_big, ratio_all)
+    best = torch.where(has, masked.argmax(0), cos.argmax(0))
     return {
-        "mmcs": float(cos.max(dim=0).values.mean()),
-        "ml2r": float(ratio[best, idx].mean()),
-        "min_cos": float(cos.max(dim=0).values.min()),
+        "mmcs": float(cos_sel.mean()),
+        "ml2r": float(ratio_sel.mean()),
+        "min_cos": float(cos_sel.min()),
+        "mmcs_all": float(cos_all.mean()),
+        "ml2r_all": float(ratio_all.mean()),
         "best_subcomponent": [int(b) for b in best],
     }
 
@@ -210,6 +233,8 @@ def tms_metrics(spd: SPDModel, W: torch.Tensor, name: str = "linear1") -> dict[s
         "mmcs": m["mmcs"],
         "ml2r": m["ml2r"],
         "min_cos": m["min_cos"],
+        "mmcs_all": m["mmcs_all"],
+        "ml2r_all": m["ml2r_all"],
         "mmcs_strict": mechanism_mmcs(W, comp.U, comp.V),
     }
 

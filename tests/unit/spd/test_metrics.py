@@ -110,3 +110,20 @@ def test_reconstruction_unmasked_is_exact_and_zero_mask_matches_bias_model() -> 
     with torch.no_grad():
         bias_only = model[2].bias.expand(50, 2)  # all layers ablated: only the last bias remains
         assert r["zero_masked"] == pytest.approx(float(((bias_only - model(x)) ** 2).mean()), rel=1e-5)
+
+
+def test_negligible_aligned_leftover_does_not_hijack_ml2r() -> None:
+    W = _tms_w()
+    # the true mechanisms plus, for feature 0, a leftover of norm 1e-4 pointing exactly the same way
+    U = torch.cat([W, 1e-4 * W[:, :1]], dim=1)
+    V = torch.cat([torch.eye(5), torch.eye(5)[:1]])
+    with torch.no_grad():
+        U[:, 0] *= 1 + 1e-6  # the real one is a hair off in norm; both cosines are 1 to float precision
+    m = mmcs_ml2r(W, U, V)
+    assert m["ml2r"] == pytest.approx(1.0, abs=1e-4)
+    assert m["mmcs"] == pytest.approx(1.0, abs=1e-6)
+    # a feature represented only by a tiny subcomponent still shows up as shrinkage
+    m2 = mmcs_ml2r(
+        W, torch.cat([W[:, 1:], 1e-3 * W[:, :1]], dim=1), torch.cat([torch.eye(5)[1:], torch.eye(5)[:1]])
+    )
+    assert m2["ml2r"] == pytest.approx(0.8 + 0.2 * 1e-3, abs=1e-5)
