@@ -22,9 +22,21 @@ from excise.utils import atomic_write_bytes, atomic_write_json, atomic_write_tex
 COLUMNS = ("weights removed (%)", "ASR (%)", "benign accuracy (%)", "perplexity")
 
 
-def _row_values(m: dict[str, Any]) -> list[str]:
+def _extra_columns(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """(metric key, column title) of the optional ASR variants present in every row."""
+    first = next(iter(result["rows"].values()))
+    out = []
+    if "asr_system_prompt" in first:
+        out.append(("asr_system_prompt", "ASR, system prompt (%)"))
+    out += [(k, f"ASR, sampled any-of-{k.rsplit('_', 1)[-1]} (%)") for k in first if k.startswith("asr_sampled_any_of_")]
+    if "asr_suffixes" in first:
+        out.append(("asr_suffixes", "ASR, suffixes (%)"))
+    return out
+
+
+def _row_values(m: dict[str, Any], extra: list[tuple[str, str]]) -> list[str]:
     return [f"{100 * m['removed']:.2f}", f"{100 * m['asr']:.1f}", f"{100 * m['benign_accuracy']:.1f}",
-            f"{m['perplexity']:.2f}"]
+            f"{m['perplexity']:.2f}", *(f"{100 * m[k]:.1f}" for k, _ in extra)]
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -32,8 +44,9 @@ def format_table(result: dict[str, Any]) -> str:
     names = {"set_difference": f"set difference (p={result['p']:g}, q={result['q']:g})",
              "safety_top_q": f"top-q safety only (q={result['q']:g})",
              "random": "random, same count", "original": "original model"}
-    body = [[names.get(r, ROW_TITLES.get(r, r)), *_row_values(m)] for r, m in result["rows"].items()]
-    head = ["", *COLUMNS]
+    extra = _extra_columns(result)
+    body = [[names.get(r, ROW_TITLES.get(r, r)), *_row_values(m, extra)] for r, m in result["rows"].items()]
+    head = ["", *COLUMNS, *(title for _, title in extra)]
     widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths,
                                                                                                   strict=True)))
@@ -45,10 +58,12 @@ def format_table(result: dict[str, Any]) -> str:
 def _csv(result: dict[str, Any]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["row", "removed", "count", "asr", "refusal_rate", "incoherent_rate", "benign_accuracy", "perplexity"])
+    extra = [k for k, _ in _extra_columns(result)]
+    w.writerow(["row", "removed", "count", "asr", "refusal_rate", "incoherent_rate", "benign_accuracy", "perplexity",
+                *extra])
     for r, m in result["rows"].items():
         w.writerow([r, m["removed"], m.get("count", 0), m["asr"], m.get("refusal_rate"), m.get("incoherent_rate"),
-                    m["benign_accuracy"], m["perplexity"]])
+                    m["benign_accuracy"], m["perplexity"], *(m[k] for k in extra)])
     return buf.getvalue()
 
 
@@ -106,8 +121,8 @@ def run_demo(
     q: float = DEFAULT_Q,
     method: str = "snip",
     recipe: str = "default",
-    samples: int = 0,
-    system_prompt: str | None = None,
+    samples: int = 3,
+    system_prompt: str | None = "You are a helpful assistant.",
     seed: int = 0,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:

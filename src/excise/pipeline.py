@@ -16,7 +16,7 @@ from typing import Any
 from excise.errors import ExciseError
 
 DEFAULT_P = 0.05
-DEFAULT_Q = 0.05
+DEFAULT_Q = 0.08
 ROWS = ("original", "set_difference", "safety_top_q", "random")
 ROW_TITLES = {
     "original": "original model",

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from excise.errors import ExciseError
+from excise.pipeline import DEFAULT_P, DEFAULT_Q
 
 organism_app = typer.Typer(help="The aligned model organism: train it into the cache, or show what is cached.",
                            no_args_is_help=True)
@@ -17,12 +18,13 @@ organism_app = typer.Typer(help="The aligned model organism: train it into the c
 def demo(
     out: Annotated[Path | None, typer.Option(help="Report folder (default: ./excise-report/demo-<time>).")] = None,
     p: Annotated[float, typer.Option(help="Top fraction of utility scores kept out of the selection (per matrix).")]
-    = 0.05,
-    q: Annotated[float, typer.Option(help="Top fraction of safety scores selected (per matrix).")] = 0.05,
+    = DEFAULT_P,
+    q: Annotated[float, typer.Option(help="Top fraction of safety scores selected (per matrix).")] = DEFAULT_Q,
     method: Annotated[str, typer.Option(help="Scoring method: snip, wanda or magnitude.")] = "snip",
     recipe: Annotated[str, typer.Option(help="Organism recipe.")] = "default",
-    samples: Annotated[int, typer.Option(help="Also measure sampled ASR, any-of-n with this n (0: off).")] = 0,
-    system_prompt: Annotated[str | None, typer.Option(help="Also measure ASR with this system prompt.")] = None,
+    samples: Annotated[int, typer.Option(help="Also measure sampled ASR, any-of-n with this n (0: off).")] = 3,
+    system_prompt: Annotated[str, typer.Option(help="Also measure ASR with this system prompt ('' : off).")]
+    = "You are a helpful assistant.",
     seed: Annotated[int, typer.Option(help="Seed of the random baseline and of sampling.")] = 0,
 ) -> None:
     """Run the safety pipeline on the organism end to end and print a before/after table."""
@@ -38,7 +40,7 @@ def demo(
     from excise.scoring import get_method
 
     get_method(method)
-    run_demo(out=out, p=p, q=q, method=method, recipe=recipe, samples=samples, system_prompt=system_prompt,
+    run_demo(out=out, p=p, q=q, method=method, recipe=recipe, samples=samples, system_prompt=system_prompt or None,
              seed=seed, echo=typer.echo)
 
 

@@ -23,6 +23,9 @@ class LMTarget(BaseConfig):
     vocab_size: int = Field(256, ge=2)
     seq_len: int = Field(16, ge=1, description="length of the random token sequences used as data")
     model_seed: int = 0
+    initializer_range: float = Field(
+        0.2, gt=0, description="init std of the random tiny Llama (0.2: its MLPs change the output, KL ~1.7)"
+    )
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
 

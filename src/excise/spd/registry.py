@@ -114,6 +114,7 @@ def build_lm(target: LMTarget) -> nn.Module:
             num_attention_heads=target.n_heads,
             num_key_value_heads=target.n_kv_heads,
             max_position_embeddings=max(64, target.seq_len),
+            initializer_range=target.initializer_range,
             tie_word_embeddings=False,
         )
         with torch.random.fork_rng(devices=[]):
