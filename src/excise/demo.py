@@ -121,7 +121,7 @@ def run_demo(
     q: float = DEFAULT_Q,
     method: str = "snip",
     recipe: str = "default",
-    samples: int = 3,
+    samples: int = 0,
     system_prompt: str | None = "You are a helpful assistant.",
     seed: int = 0,
     echo: Callable[[str], None] = print,

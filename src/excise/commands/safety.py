@@ -22,7 +22,7 @@ def demo(
     q: Annotated[float, typer.Option(help="Top fraction of safety scores selected (per matrix).")] = DEFAULT_Q,
     method: Annotated[str, typer.Option(help="Scoring method: snip, wanda or magnitude.")] = "snip",
     recipe: Annotated[str, typer.Option(help="Organism recipe.")] = "default",
-    samples: Annotated[int, typer.Option(help="Also measure sampled ASR, any-of-n with this n (0: off).")] = 3,
+    samples: Annotated[int, typer.Option(help="Also measure sampled ASR, any-of-n with this n (0: off).")] = 0,
     system_prompt: Annotated[str, typer.Option(help="Also measure ASR with this system prompt ('' : off).")]
     = "You are a helpful assistant.",
     seed: Annotated[int, typer.Option(help="Seed of the random baseline and of sampling.")] = 0,
