@@ -14,14 +14,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One cache folder for the whole session (trained organisms and toys are reused across tests)."""
+    """One cache folder for the whole session (trained organisms and toys are reused across tests).
+
+    Set in the environment before any fixture of wider scope runs, so nothing reaches the user's cache.
+    """
     env = os.environ.get("EXCISE_TEST_CACHE_DIR")
     if env:
         os.makedirs(env, exist_ok=True)
-        return env
-    return str(tmp_path_factory.mktemp("excise-cache"))
+        path = env
+    else:
+        path = str(tmp_path_factory.mktemp("excise-cache"))
+    os.environ["EXCISE_CACHE_DIR"] = path
+    return path
 
 
 @pytest.fixture(autouse=True)

@@ -35,6 +35,7 @@ def _extra_columns(result: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _row_values(m: dict[str, Any], extra: list[tuple[str, str]]) -> list[str]:
+    """One table row's cells, percentages with fixed decimals."""
     return [f"{100 * m['removed']:.2f}", f"{100 * m['asr']:.1f}", f"{100 * m['benign_accuracy']:.1f}",
             f"{m['perplexity']:.2f}", *(f"{100 * m[k]:.1f}" for k, _ in extra)]
 
@@ -56,6 +57,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def _csv(result: dict[str, Any]) -> str:
+    """The rows as CSV text (fractions, not percentages)."""
     buf = io.StringIO()
     w = csv.writer(buf)
     extra = [k for k, _ in _extra_columns(result)]
@@ -68,6 +70,7 @@ def _csv(result: dict[str, Any]) -> str:
 
 
 def _plot(result: dict[str, Any]) -> bytes:
+    """PNG bytes of a bar chart: ASR and benign accuracy per row."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,6 +142,7 @@ def run_demo(
 
 def _run(out: Path, p: float, q: float, method: str, rec: Any, samples: int, system_prompt: str | None, seed: int,
          echo: Callable[[str], None]) -> dict[str, Any]:
+    """The body of ``run_demo`` (arguments already checked)."""
     from excise.evaluation import SafetyEvalConfig
     from excise.models.organism import is_cached, load_organism, load_organism_base
     from excise.pipeline import make_judge

@@ -43,6 +43,7 @@ def make_judge(reference: Any | None = None, max_ppl: float = 50.0) -> Any:
 
 
 def _check_rows(rows: Sequence[str]) -> list[str]:
+    """The rows without duplicates, or an ExciseError naming the known ones."""
     bad = [r for r in rows if r not in ROWS]
     if bad or not rows:
         raise ExciseError(f"unknown study row(s) {bad or '(none given)'}; choose from {', '.join(ROWS)}")

@@ -53,6 +53,7 @@ def _state_bytes(model: torch.nn.Module) -> dict[str, bytes]:
     return {k: v.detach().contiguous().numpy().tobytes() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_for_a_seed() -> None:
     m1, _, _ = org.train_organism("tiny")
     m2, _, _ = org.train_organism("tiny")
@@ -113,14 +114,36 @@ def test_unwritable_cache_dir_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, 
         org.load_organism("tiny")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
 def test_read_only_cache_dir_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A folder we may not write to (simulated through os.access, since root may write anywhere)."""
     ro = tmp_path / "ro"
     ro.mkdir()
-    ro.chmod(0o500)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if Path(p) == ro else real_access(p, mode, *a, **k))
     monkeypatch.setenv("EXCISE_CACHE_DIR", str(ro))
-    try:
-        with pytest.raises(ExciseError, match="writable"):
-            org.ensure_organism("tiny")
-    finally:
-        ro.chmod(0o700)
+    with pytest.raises(ExciseError, match="writable"):
+        org.ensure_organism("tiny")
+
+
+@pytest.mark.slow
+def test_thread_count_does_not_change_the_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training picks 1 or 2 threads by machine load; the weights must not depend on it."""
+    rec = org.with_overrides("tiny", hidden=128, heads=4, kv_heads=4, intermediate=256, steps_helpful=4,
+                             steps_aligned=2)
+    out = []
+    for n in ("1", "2"):
+        monkeypatch.setenv("EXCISE_TRAIN_THREADS", n)
+        model, _, log = org.train_organism(rec)
+        assert log["torch_threads"] == int(n)
+        out.append(_state_bytes(model))
+    assert out[0] == out[1]
+
+
+def test_train_threads_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXCISE_TRAIN_THREADS", "3")
+    assert org.train_threads() == 3
+    monkeypatch.setenv("EXCISE_TRAIN_THREADS", "many")
+    with pytest.raises(ExciseError, match="whole number"):
+        org.train_threads()
+    monkeypatch.delenv("EXCISE_TRAIN_THREADS")
+    assert org.train_threads() in (1, 2)

@@ -63,6 +63,7 @@ class ASRResult:
         return sum(not v.coherent for v in flat) / len(flat) if flat else 0.0
 
     def summary(self) -> dict[str, Any]:
+        """The rates and settings as a plain dict (no completions)."""
         return {"asr": self.asr, "refusal_rate": self.refusal_rate, "incoherent_rate": self.incoherent_rate,
                 "n_prompts": len(self.prompts), **self.settings,
                 **({"per_suffix": self.per_suffix} if self.per_suffix else {})}
@@ -75,6 +76,7 @@ class ASRResult:
 
 
 def _prompts_of(data: str | Path | Sequence[Example] | Sequence[str]) -> list[str]:
+    """The prompts of a data set name / path, a list of ``Example`` or a list of strings."""
     if isinstance(data, str | Path):
         return [e.prompt for e in load_examples(data)]
     out = [e.prompt if isinstance(e, Example) else str(e) for e in data]

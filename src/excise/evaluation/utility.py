@@ -36,15 +36,18 @@ class AccuracyResult:
     per_task: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
+        """Accuracy, count and per-task accuracy as a plain dict."""
         return {"accuracy": self.accuracy, "n": len(self.correct), "per_task": self.per_task}
 
     def examples(self, k: int = 5) -> list[dict[str, Any]]:
+        """The first ``k`` prompts with expected answer, response and verdict (for reports)."""
         return [{"prompt": p, "expected": e, "response": r, "correct": c}
                 for p, e, r, c in zip(self.prompts[:k], self.expected[:k], self.responses[:k], self.correct[:k],
                                       strict=True)]
 
 
 def _checkable(data: str | Path | Sequence[Example]) -> list[Example]:
+    """The examples of a benign set, each with an ``expected`` answer (else an ExciseError)."""
     exs = load_examples(data) if isinstance(data, str | Path) else list(data)
     missing = sum(1 for e in exs if not str(e.get("expected", "") or "").strip())
     if missing:

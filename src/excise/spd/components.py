@@ -41,7 +41,9 @@ def init_factors(
 
     svd: W = P S Qᵀ, U = P S^½ Rᵀ, V = R S^½ Qᵀ with a random R (C x r, orthonormal columns), so UV = W
     exactly when C ≥ rank(W) (else the best rank-C approximation).
-    pinv: random unit rows V, U = W V⁺ (UV = W when C ≥ d_in), then balanced.
+    pinv: V = Z Mᵀ with Z random and M an orthonormal basis of the row space of W completed by random
+    directions up to min(C, d_in) dimensions, rows normalised; U = W V⁺, balanced. UV = W exactly when
+    C ≥ rank(W), and V reads the whole input space when C ≥ d_in (unlike svd, whose V sees only rowspace W).
     kaiming: independent random U, V (needs the faithfulness loss or a warm-up to approach W).
     """
     d_out, d_in = W.shape
@@ -57,8 +59,16 @@ def init_factors(
         V = R @ (sq.unsqueeze(1) * Qh[:r])
         return _balance(U, V)
     if how == "pinv":
-        V = torch.randn(C, d_in, generator=generator)
-        V = V / V.norm(dim=1, keepdim=True)
+        if C >= d_in:
+            M = torch.eye(d_in)
+        else:
+            _, S, Qh = torch.linalg.svd(W, full_matrices=True)
+            r = min(C, int((S.max() * 1e-6 < S).sum()) if S.numel() else 0)
+            rest = Qh[r:].T  # complement of the row space (d_in x (d_in - r))
+            mix, _ = torch.linalg.qr(torch.randn(rest.shape[1], C - r, generator=generator))
+            M = torch.cat([Qh[:r].T, rest @ mix], dim=1)  # d_in x C, orthonormal columns
+        V = torch.randn(C, M.shape[1], generator=generator) @ M.T
+        V = V / V.norm(dim=1, keepdim=True).clamp_min(1e-12)
         U = W @ torch.linalg.pinv(V)
         return _balance(U, V)
     if how == "kaiming":

@@ -178,3 +178,10 @@ def test_lr_schedules() -> None:
     assert lr_factor(4, 100, "cosine", warmup_frac=0.1) == pytest.approx(0.5)
     assert lr_factor(10, 100, "cosine", warmup_frac=0.1) == pytest.approx(1.0)
     assert lr_factor(55, 100, "cosine", warmup_frac=0.1) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_pinv_init_is_faithful_with_fewer_subcomponents_than_inputs() -> None:
+    torch.manual_seed(0)
+    lin = nn.Linear(30, 8)  # rank 8 < C = 12 < d_in = 30
+    spd = decompose(nn.Sequential(lin), {"0": 12}, init="pinv")
+    assert faithfulness_loss(spd).item() < 1e-10
