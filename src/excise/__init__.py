@@ -10,7 +10,7 @@ Names are imported on first use (PEP 562), so ``import excise`` stays cheap for 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -44,24 +44,6 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
-
-if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from excise.core import Scores, Selection
-    from excise.errors import ExciseError
-    from excise.finetune import FinetuneArgs, finetune
-    from excise.interventions import ablate, prune
-    from excise.models import load_model, save_model
-    from excise.scoring import score
-    from excise.selection import (
-        intersection,
-        jaccard,
-        per_layer_counts,
-        random_selection,
-        set_difference,
-        top,
-        union,
-    )
-
 
 _ALIASES = {"run_spd_experiment": "run_experiment"}
 

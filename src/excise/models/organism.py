@@ -10,6 +10,7 @@ writes into a temporary folder that is renamed at the end, so no half-written mo
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -26,7 +27,7 @@ import torch
 from excise.errors import ExciseError
 from excise.utils import atomic_write_json, cache_dir, progress, stable_hash
 
-# Bump when the data grammar or training code changes in a way that changes the result.
+# Bump when the training code changes in a way that changes the result (data changes are hashed).
 ORGANISM_VERSION = 2
 
 BASE_SUBDIR = "base"  # the helpful-only model (before alignment), kept as a reference
@@ -66,23 +67,18 @@ class Recipe:
         "harmful": 0.3, "benign": 0.45, "text": 0.05, "qa_harmful": 0.1, "qa_benign": 0.1})
 
     def key(self) -> str:
-        """The cache key: a hash of the recipe, the data seed and the code that makes data and model."""
-        from excise.data.synthetic import SEED
-
-        return stable_hash({"recipe": asdict(self), "data_seed": SEED, "version": ORGANISM_VERSION,
-                            "code": _code_fingerprint()})
+        """The cache key: a hash of the recipe, of the data the grammar generates, and of the code version."""
+        return stable_hash({"recipe": asdict(self), "data": _data_fingerprint(), "version": ORGANISM_VERSION})
 
 
-def _code_fingerprint() -> str:
-    """sha256 of the grammar and training source files: editing either retrains instead of reusing."""
-    import hashlib
+@functools.lru_cache(maxsize=1)
+def _data_fingerprint() -> str:
+    """Hash of the built-in sets and of a sample of both training stages: a grammar change retrains."""
+    from excise.data.synthetic import SEED, builtin_sets, training_samples
 
-    from excise.data import synthetic
-
-    h = hashlib.sha256()
-    for f in (Path(synthetic.__file__), Path(__file__)):
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+    rows = [[s.row() for s in v] for _, v in sorted(builtin_sets(SEED).items())]
+    rows += [[asdict(s) for s in training_samples(64, stage)] for stage in ("helpful", "aligned")]
+    return stable_hash(rows)
 
 
 RECIPES: dict[str, Recipe] = {

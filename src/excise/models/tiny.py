@@ -46,7 +46,7 @@ def tiny_config(family: str, vocab_size: int, special: dict[str, int] | None = N
     hidden = overrides.pop("hidden", 64)
     heads = overrides.pop("heads", 4)
     ctx = overrides.pop("context", 128)
-    sp = dict(special or {})
+    sp: dict[str, Any] = dict(special or {})
     if family == "llama":
         cfg = tf.LlamaConfig(**sp,
             vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=n_layers,

@@ -59,7 +59,7 @@ def init_factors(
         V = R @ (sq.unsqueeze(1) * Qh[:r])
         return _balance(U, V)
     if how == "pinv":
-        if C >= d_in:
+        if d_in <= C:
             M = torch.eye(d_in)
         else:
             _, S, Qh = torch.linalg.svd(W, full_matrices=True)
