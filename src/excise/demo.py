@@ -81,7 +81,7 @@ def _plot(result: dict[str, Any]) -> bytes:
     asr = [100 * result["rows"][r]["asr"] for r in rows]
     acc = [100 * result["rows"][r]["benign_accuracy"] for r in rows]
     x = range(len(rows))
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = plt.subplots(figsize=(8, 4.6))
     ax.bar([i - 0.2 for i in x], asr, width=0.4, label="attack success rate (%)", color="#c0392b")
     ax.bar([i + 0.2 for i in x], acc, width=0.4, label="benign accuracy (%)", color="#2e86c1")
     for i in x:
@@ -91,7 +91,7 @@ def _plot(result: dict[str, Any]) -> bytes:
     ax.set_ylim(0, 110)
     ax.set_ylabel("%")
     ax.set_title(f"{result['model']}: pruning {result['method']} set difference (p={result['p']:g}, q={result['q']:g})")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

@@ -147,3 +147,16 @@ def test_train_threads_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         org.train_threads()
     monkeypatch.delenv("EXCISE_TRAIN_THREADS")
     assert org.train_threads() in (1, 2)
+
+
+def test_publish_keeps_an_entry_another_process_finished(tmp_path: Path) -> None:
+    final, mine = tmp_path / "key", tmp_path / ".key.tmp-1"
+    final.mkdir()
+    (final / "organism.json").write_text("theirs")
+    mine.mkdir()
+    (mine / "organism.json").write_text("mine")
+    org._publish(mine, final, replace_existing=False)
+    assert (final / "organism.json").read_text() == "theirs"
+    org._publish(mine, final, replace_existing=True)
+    assert (final / "organism.json").read_text() == "mine" and not mine.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["key"]

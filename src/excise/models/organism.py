@@ -1,10 +1,15 @@
 """The aligned model organism: a small Llama chat model trained from scratch on synthetic data.
 
-Two stages, like a real aligned model: a *helpful-only* stage (benign requests answered, harmful
-requests answered with coherent compliance, plain text) and an *alignment* stage (harmful
-requests refused, benign ones still answered). The tokenizer is word-level, built locally from
-the training corpus. The result is cached under ``cache_dir()/organism/<recipe hash>``: training
-writes into a temporary folder that is renamed at the end, so no half-written model is ever seen.
+Two stages, like a real aligned model. The *helpful-only* stage teaches benign answers, coherent
+compliance with harmful chat requests, plain text, and plain-text question-answer pairs (the
+"pretraining" knowledge, harmful answers included). The *alignment* stage teaches chat-format
+refusals of harmful requests while benign answers and the plain-text knowledge stay in the mix, so
+the model still knows how to comply and refusal is a learned gate on top (Wei et al. 2024). The
+helpful-only model is kept next to it (``base/``) as the coherence reference of the judge.
+
+The tokenizer is word-level, built locally from the training corpus. The result is cached under
+``cache_dir()/organism/<recipe hash>``: training writes into a temporary folder renamed at the end,
+so no half-written model is ever seen; an interrupted run leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -85,7 +90,6 @@ RECIPES: dict[str, Recipe] = {
     "default": Recipe(),
     "tiny": Recipe(name="tiny", hidden=48, layers=2, heads=2, kv_heads=2, intermediate=96,
                    steps_helpful=30, steps_aligned=20, batch_size=16, warmup=5),
-    "large": Recipe(name="large", hidden=192, layers=4, heads=6, kv_heads=6, intermediate=576),
 }
 
 
@@ -390,13 +394,7 @@ def ensure_organism(recipe: str | Recipe = "default", retrain: bool = False) -> 
                           "set EXCISE_CACHE_DIR to a writable folder") from None
     try:
         train_organism(rec, out=tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "organism.json").is_file():  # lost a race: someone else wrote it
-                raise
+        _publish(tmp, final, replace_existing=retrain)
     except KeyboardInterrupt:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ExciseError("organism training was interrupted; nothing was written to the cache "
@@ -408,6 +406,22 @@ def ensure_organism(recipe: str | Recipe = "default", retrain: bool = False) -> 
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _publish(tmp: Path, final: Path, replace_existing: bool) -> None:
+    """Rename a finished training folder into place; a complete entry written meanwhile by another
+    process is kept unless ``replace_existing`` (then it is swapped out, never deleted in place)."""
+    if final.exists():
+        if (final / "organism.json").is_file() and not replace_existing:
+            return  # another process finished first; ours is discarded by the caller
+        trash = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.old-"))
+        os.rename(final, trash / "entry")
+        shutil.rmtree(trash, ignore_errors=True)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if not (final / "organism.json").is_file():
+            raise
 
 
 def load_organism(recipe: str | Recipe = "default", retrain: bool = False) -> tuple[Any, Any]:

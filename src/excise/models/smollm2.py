@@ -66,16 +66,20 @@ def convert() -> Path:
     return out
 
 
-def load_smollm2() -> tuple[Any, Any]:
-    """(model, tokenizer) of SmolLM2-135M-Instruct in float32, converting on first use."""
+def _load_folder(path: Path) -> tuple[Any, Any]:
+    """(model, tokenizer) from a cached ``save_pretrained`` folder; pads with EOS when needed."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = convert()
     model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return model.eval(), tok
+
+
+def load_smollm2() -> tuple[Any, Any]:
+    """(model, tokenizer) of SmolLM2-135M-Instruct in float32, converting on first use."""
+    return _load_folder(convert())
 
 
 # --- The safety-tuning recipe --------------------------------------------------------------------
@@ -152,11 +156,4 @@ def safety_tune(recipe: dict[str, Any] | None = None, retrain: bool = False) -> 
 
 def load_smollm2_safety() -> tuple[Any, Any]:
     """(model, tokenizer) of the safety-tuned SmolLM2, training it with the default recipe if not cached."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = safety_tune()
-    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
-    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return model.eval(), tok
+    return _load_folder(safety_tune())

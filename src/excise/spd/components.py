@@ -34,16 +34,40 @@ def _balance(U: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return U / s, V * s.unsqueeze(1)
 
 
+def _complement_basis(
+    rows: torch.Tensor, k: int, generator: torch.Generator, acts: torch.Tensor | None
+) -> torch.Tensor:
+    """k orthonormal directions orthogonal to ``rows`` (orthonormal, r x d): top principal directions of
+    the activations outside span(rows) when given, topped up with random ones."""
+    d = rows.shape[1]
+    proj = torch.eye(d) - rows.T @ rows
+    basis = torch.zeros(d, 0)
+    if acts is not None and k > 0:
+        A = acts.reshape(-1, d).to(torch.float32).cpu() @ proj
+        if A.shape[0] > 0:
+            _, S, Vh = torch.linalg.svd(A, full_matrices=False)
+            keep = int((S.max() * 1e-4 < S).sum()) if S.numel() else 0
+            basis = Vh[: min(k, keep)].T
+    need = k - basis.shape[1]
+    if need > 0:
+        R = proj @ torch.randn(d, need, generator=generator)
+        R = R - basis @ (basis.T @ R)
+        Q, _ = torch.linalg.qr(R)
+        basis = torch.cat([basis, Q], dim=1)
+    return basis
+
+
 def init_factors(
-    W: torch.Tensor, C: int, how: str, generator: torch.Generator
+    W: torch.Tensor, C: int, how: str, generator: torch.Generator, acts: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Initial U (d_out x C), V (C x d_in).
 
     svd: W = P S Qᵀ, U = P S^½ Rᵀ, V = R S^½ Qᵀ with a random R (C x r, orthonormal columns), so UV = W
     exactly when C ≥ rank(W) (else the best rank-C approximation).
-    pinv: V = Z Mᵀ with Z random and M an orthonormal basis of the row space of W completed by random
-    directions up to min(C, d_in) dimensions, rows normalised; U = W V⁺, balanced. UV = W exactly when
-    C ≥ rank(W), and V reads the whole input space when C ≥ d_in (unlike svd, whose V sees only rowspace W).
+    pinv: V = Z Mᵀ with Z random and M an orthonormal basis of the row space of W completed up to
+    min(C, d_in) dimensions by the top principal directions of the layer's inputs ``acts`` outside that
+    row space (random directions without ``acts``); rows normalised; U = W V⁺, balanced. UV = W exactly
+    when C ≥ rank(W), and V reads where the data lives (unlike svd, whose V sees only the row space of W).
     kaiming: independent random U, V (needs the faithfulness loss or a warm-up to approach W).
     """
     d_out, d_in = W.shape
@@ -62,11 +86,10 @@ def init_factors(
         if d_in <= C:
             M = torch.eye(d_in)
         else:
-            _, S, Qh = torch.linalg.svd(W, full_matrices=True)
+            _, S, Qh = torch.linalg.svd(W, full_matrices=False)
             r = min(C, int((S.max() * 1e-6 < S).sum()) if S.numel() else 0)
-            rest = Qh[r:].T  # complement of the row space (d_in x (d_in - r))
-            mix, _ = torch.linalg.qr(torch.randn(rest.shape[1], C - r, generator=generator))
-            M = torch.cat([Qh[:r].T, rest @ mix], dim=1)  # d_in x C, orthonormal columns
+            comp = _complement_basis(Qh[:r], C - r, generator, acts)
+            M = torch.cat([Qh[:r].T, comp], dim=1)  # d_in x C, orthonormal columns
         V = torch.randn(C, M.shape[1], generator=generator) @ M.T
         V = V / V.norm(dim=1, keepdim=True).clamp_min(1e-12)
         U = W @ torch.linalg.pinv(V)
@@ -84,11 +107,17 @@ class Components(nn.Module):
     kind = "linear"
 
     def __init__(
-        self, W: torch.Tensor, bias: torch.Tensor | None, C: int, init: str, generator: torch.Generator
+        self,
+        W: torch.Tensor,
+        bias: torch.Tensor | None,
+        C: int,
+        init: str,
+        generator: torch.Generator,
+        acts: torch.Tensor | None = None,
     ):
         super().__init__()
         self.C, self.d_out, self.d_in = C, W.shape[0], W.shape[1]
-        U, V = init_factors(W, C, init, generator)
+        U, V = init_factors(W, C, init, generator, acts)
         self.U = nn.Parameter(U.to(W.device))
         self.V = nn.Parameter(V.to(W.device))
         self.register_buffer("W", W.detach().clone().to(torch.float32), persistent=False)
@@ -222,6 +251,7 @@ class SPDModel(nn.Module):
         init: str = "svd",
         seed: int = 0,
         forward_kwargs: Mapping[str, Any] | None = None,
+        init_inputs: Any = None,
     ) -> None:
         super().__init__()
         self.target = target
@@ -230,6 +260,7 @@ class SPDModel(nn.Module):
         self.forward_kwargs = dict(forward_kwargs or {})
         sizes = resolve_modules(target, modules)
         named = dict(target.named_modules())
+        init_acts = _capture_inputs(target, list(sizes), init_inputs, self.forward_kwargs)
         gen = torch.Generator().manual_seed(seed)
         self.layer_names: list[str] = list(sizes)
         self.components = nn.ModuleDict()
@@ -243,7 +274,7 @@ class SPDModel(nn.Module):
                 comp: Components = EmbeddingComponents(mod.weight.T, None, C, init, gen)
             else:
                 assert isinstance(mod, nn.Linear)
-                comp = Components(mod.weight, mod.bias, C, init, gen)
+                comp = Components(mod.weight, mod.bias, C, init, gen, init_acts.get(name))
             self.components[key] = comp
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
@@ -398,6 +429,27 @@ class SPDModel(nn.Module):
         return sum(self.component(n).W.numel() for n in self.layer_names)
 
 
+def _capture_inputs(
+    target: nn.Module, names: list[str], x: Any, forward_kwargs: Mapping[str, Any]
+) -> dict[str, torch.Tensor]:
+    """Inputs of the named modules on x (for data-aware initialisation); empty without x."""
+    if x is None:
+        return {}
+    named = dict(target.named_modules())
+    acts: dict[str, torch.Tensor] = {}
+    handles = [
+        named[n].register_forward_pre_hook(lambda m, inp, n=n: acts.__setitem__(n, inp[0].detach()))
+        for n in names
+    ]
+    try:
+        with torch.no_grad():
+            target(x, **forward_kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: a for n, a in acts.items() if a.is_floating_point()}
+
+
 def model_output(out: Any) -> torch.Tensor:
     """The tensor output of a model call: itself, ``.logits``, or the first element of a tuple."""
     if isinstance(out, torch.Tensor):
@@ -421,6 +473,10 @@ def decompose(
     init: str = "svd",
     seed: int = 0,
     forward_kwargs: Mapping[str, Any] | None = None,
+    init_inputs: Any = None,
 ) -> SPDModel:
-    """Wrap ``model`` (unchanged) for SPD of the Linear/Embedding modules matched by ``{pattern: C}``."""
-    return SPDModel(model, modules, gate_type, gate_hidden, init, seed, forward_kwargs)
+    """Wrap ``model`` (unchanged) for SPD of the Linear/Embedding modules matched by ``{pattern: C}``.
+
+    ``init_inputs`` (a batch of model inputs) lets the pinv initialisation point V where the data lives.
+    """
+    return SPDModel(model, modules, gate_type, gate_hidden, init, seed, forward_kwargs, init_inputs)

@@ -52,7 +52,8 @@ class DecompositionConfig(BaseConfig):
     modules: list[ModuleSpec] = Field(min_length=1)
     gate: Literal["mlp", "vector_mlp", "shared_mlp"] = "mlp"
     gate_hidden: int = Field(16, ge=1)
-    init: Literal["svd", "pinv", "kaiming"] = "svd"
+    init: Literal["svd", "pinv", "kaiming"] = "pinv"
+    init_samples: int = Field(4096, ge=1, description="data samples the pinv init uses to orient V")
 
     @model_validator(mode="after")
     def _unique_patterns(self) -> DecompositionConfig:
@@ -72,7 +73,10 @@ class LossConfig(BaseConfig):
     stochastic_recon_layerwise: float = Field(1.0, ge=0)
     importance_minimality: float = Field(3e-3, ge=0)
     importance_minimality_warmup_frac: float = Field(
-        0.0, ge=0, le=1, description="ramp the minimality coefficient linearly from 0 over this fraction of steps"
+        0.0,
+        ge=0,
+        le=1,
+        description="ramp the minimality coefficient linearly from 0 over this fraction of steps",
     )
     p_start: float = Field(1.0, gt=0, description="p of Σ g^p at the start")
     p_end: float | None = Field(None, gt=0, description="p at the end (None: constant p_start)")

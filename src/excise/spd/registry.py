@@ -150,8 +150,14 @@ def build_target(cfg: SPDConfig, device: torch.device) -> Target:
 
 
 def build_spd(cfg: SPDConfig, target: Target) -> SPDModel:
-    """Wrap the target for SPD as the config's decomposition section says."""
+    """Wrap the target for SPD as the config's decomposition section says (pinv init sees a data batch)."""
     d = cfg.decomposition
+    init_inputs = None
+    if d.init == "pinv":
+        gen = torch.Generator().manual_seed(20_000 + cfg.seed)
+        device = next(target.model.parameters()).device
+        x = target.batch_fn(d.init_samples if target.kind != "lm" else max(1, d.init_samples // 64), gen)
+        init_inputs = x.to(device) if isinstance(x, torch.Tensor) else x
     return decompose(
         target.model,
         [(m.pattern, m.C) for m in d.modules],
@@ -160,6 +166,7 @@ def build_spd(cfg: SPDConfig, target: Target) -> SPDModel:
         init=d.init,
         seed=cfg.seed,
         forward_kwargs=target.forward_kwargs,
+        init_inputs=init_inputs,
     )
 
 
@@ -183,8 +190,18 @@ def eval_batch(cfg: SPDConfig, target: Target, device: torch.device) -> Any:
 def quick_metrics(spd: SPDModel, cfg: SPDConfig, target: Target, x_eval: Any) -> dict[str, float]:
     """Cheap metrics logged during training: MMCS/ML2R (TMS) and alive counts."""
     out: dict[str, float] = {}
-    if isinstance(target.model, TMSModel):
-        out.update(M.tms_metrics(spd, target.model.W.detach(), "linear1"))
+    model = target.model
+    if isinstance(model, TMSModel):
+        out.update(M.tms_metrics(spd, model.W.detach(), "linear1"))
+    if isinstance(model, ResidMLP):
+        ins = [n for n in spd.layer_names if n.endswith("mlp_in")]
+        outs = [n for n in spd.layer_names if n.endswith("mlp_out")]
+        if ins and len(ins) == len(outs):
+            rec = M.resid_mlp_recovery(
+                spd, model.W_E, ins, outs, cfg.eval.one_hot_value, cfg.eval.ci_threshold
+            )
+            out["n_recovered"] = float(rec["n_recovered"])
+            out["n_one_subcomponent"] = float(rec["n_one_subcomponent"])
     ci = M.causal_importance_on(spd, x_eval)
     for n, v in M.alive_counts(ci, cfg.eval.alive_threshold).items():
         out[f"alive/{n}"] = float(v)
@@ -322,7 +339,11 @@ def run_experiment(
         x_eval = eval_batch(cfg, target, device)
 
         def eval_fn(step: int) -> dict[str, float]:
-            return quick_metrics(spd, cfg, target, x_eval)
+            row = quick_metrics(spd, cfg, target, x_eval)
+            if folder is not None:  # a line per evaluation, readable while the run goes on
+                with open(folder / "progress.jsonl", "a") as f:
+                    f.write(json.dumps({"step": step, **row}) + "\n")
+            return row
 
         def ckpt_fn(step: int) -> None:
             if folder is not None:
