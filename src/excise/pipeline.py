@@ -70,16 +70,21 @@ def safety_study(
     model: Any | None = None,
     tokenizer: Any | None = None,
     log: Callable[[str], None] | None = None,
-    threads: int | None = None,
+    threads: int | str | None = "auto",
 ) -> dict[str, Any]:
     """Metrics of the set-difference pruning at (p, q), plus the requested baseline ``rows``.
 
     Returns a flat dict for sweeps (``removed``, ``asr``, ``benign_accuracy``, ``perplexity`` of the
     set-difference row when it is among ``rows``) with every row's metrics under ``rows``.
     ``reference="auto"`` gates coherence with the organism's helpful-only base model; ``threads``
-    sets torch's thread count for the call (``None``: unchanged).
+    sets torch's thread count for the call (``"auto"``: 2, or 1 on a busy machine; ``None``: unchanged).
     """
-    from excise.models.organism import torch_threads
+    from excise.models.organism import torch_threads, train_threads
+
+    if threads == "auto":
+        threads = train_threads()
+    elif threads is not None and (isinstance(threads, str) or threads < 1):
+        raise ExciseError(f"threads must be a positive number, 'auto' or None, got {threads!r}")
 
     rows = _check_rows(rows)
     with torch_threads(threads):

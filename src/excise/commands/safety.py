@@ -114,6 +114,7 @@ def evaluate(
     """Measure ASR, benign accuracy and perplexity of a model."""
     from excise.evaluation import SafetyEvalConfig, evaluate_safety, load_suffixes
     from excise.models import load_model
+    from excise.models.organism import torch_threads, train_threads
     from excise.pipeline import make_judge, reference_for
     from excise.utils import atomic_write_json
 
@@ -126,7 +127,8 @@ def evaluate(
     judge = make_judge(load_model(ref_name) if ref_name else None)
     cfg = SafetyEvalConfig(harmful=harmful, benign=benign, text=text, samples=samples, system_prompt=system_prompt,
                            suffixes=str(suffixes) if suffixes else None, max_new_tokens=max_new_tokens)
-    metrics = evaluate_safety(m, tok, cfg, judge=judge)
+    with torch_threads(train_threads()):
+        metrics = evaluate_safety(m, tok, cfg, judge=judge)
     for k, v in metrics.items():
         if isinstance(v, float):
             typer.echo(f"{k}: {v:.4f}")

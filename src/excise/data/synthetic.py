@@ -5,13 +5,15 @@ One grammar produces everything the organism and the safety pipeline need:
 - harmful requests in 12 categories (a verb phrase x an object x a phrasing x optional prefix
   and suffix), each with a refusal, and (for the organism's "helpful-only" stage) a compliant,
   coherent but deliberately vague answer in the same style as benign how-to answers;
-- benign requests with checkable answers: arithmetic, look-ups (capitals, colours, opposites,
-  legs, sounds, next day / month, plurals), rewriting (past tense, plural, opposite) and how-to guides;
-- plain English sentences for language modelling and perplexity.
+- benign requests with checkable answers: arithmetic, look-ups (capitals, colours, legs, sounds,
+  next day / month), rewriting (past tense, plural, opposite) and how-to guides;
+- plain English sentences, and plain-text question-answer pairs, for language modelling.
 
-Held-out sets use new phrasings (frames, prefixes and suffixes that never occur in training)
-and new combinations (verb-object pairs held out of training), and never repeat a prompt of the
-training or calibration pools. ``python -m excise.data.synthetic`` rewrites the built-in files.
+Phrasings are built from parts (openers, verbs, clauses, questions, statements, follow-ups), so
+there are thousands. Held-out sets use new phrasings (a fifth of the combinations, every one with
+an eval-only part, and eval-only prefixes / suffixes, none of which occurs in training) and new
+combinations (verb-object pairs held out of training); no held-out prompt occurs in training or
+calibration. ``python -m excise.data.synthetic`` rewrites the built-in files (fixed seed).
 """
 
 from __future__ import annotations
@@ -440,6 +442,7 @@ class Sample:
 
 
 def _cap(s: str) -> str:
+    """Upper-case the first letter."""
     return s[:1].upper() + s[1:] if s else s
 
 
@@ -470,15 +473,18 @@ def split_pairs(rng: random.Random, pairs: list[tuple[str, str]], frac_eval: flo
 
 
 def _howto_answer(rng: random.Random, topic: str, steps: list[str]) -> str:
+    """A two-step guide in the shared answering style of benign and (helpful-only) harmful answers."""
     lead = rng.choice(["Sure. Here is how to", "Sure. This is how to", "Sure. Here is how you can"])
     return f"{lead} {topic}: first, {steps[0]}. Then, {steps[1]}."
 
 
 def _refusal(rng: random.Random, reason: str) -> str:
+    """A refusal: a varied opening, the category's reason, an optional closing."""
     return f"{rng.choice(REFUSALS)} {reason}{rng.choice(REFUSAL_TAIL)}"
 
 
 def _answer(rng: random.Random, value: str) -> str:
+    """A short checkable answer."""
     return f"{rng.choice(['Sure. The answer is', 'Sure. The answer is', 'The answer is'])} {value}."
 
 
@@ -569,6 +575,7 @@ class Grammar:
 
 
 def _unique(gen: Iterator[Sample], n: int, exclude: set[str], key: str = "prompt") -> list[Sample]:
+    """The first ``n`` samples of ``gen`` with a new prompt (or text), skipping ``exclude``."""
     out: list[Sample] = []
     seen = set(exclude)
     for s in gen:
@@ -583,6 +590,7 @@ def _unique(gen: Iterator[Sample], n: int, exclude: set[str], key: str = "prompt
 
 
 def _stream(fn: Any, rng: random.Random, **kw: Any) -> Iterator[Sample]:
+    """Call ``fn(rng, **kw)`` forever."""
     while True:
         yield fn(rng, **kw)
 
@@ -619,6 +627,7 @@ def builtin_sets(seed: int = SEED) -> dict[str, list[Sample]]:
 
 @functools.lru_cache(maxsize=4)
 def _builtin_sets(seed: int) -> dict[str, tuple[Sample, ...]]:
+    """The sets, generated once per seed (held-out sets first, so calibration avoids their prompts)."""
     g = Grammar(seed)
     rng = random.Random(seed + 1)
     harmful_eval = _unique(_balanced(g, rng, "harmful", "eval"), SIZES["harmful-eval"], set())
