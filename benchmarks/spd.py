@@ -28,8 +28,8 @@ from excise.spd.train import spd_losses, train_spd  # noqa: E402
 PAPER_BATCH = {"tms_5-2": 4096, "resid_mlp1": 2048}
 
 
-def steps_per_second(name: str, batch_size: int, device: str, steps: int) -> float:
-    """Full SPD training steps (all losses, backward, AdamW) per second."""
+def steps_per_second(name: str, batch_size: int, device: str, steps: int) -> tuple[float, float]:
+    """Full SPD training steps (all losses, backward, AdamW) per wall second and per CPU second."""
     cfg = load_config(name, [f"train.batch_size={batch_size}", f"train.device={device}"])
     dev = resolve_device(device)
     target = build_target(cfg, dev)
@@ -50,12 +50,12 @@ def steps_per_second(name: str, batch_size: int, device: str, steps: int) -> flo
         step()
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    return steps / (time.perf_counter() - t0)
+    return steps / (time.perf_counter() - t0), steps / (time.process_time() - c0)
 
 
 def time_to_mmcs(seed: int, device: str, target_mmcs: float = 0.99, every: int = 100) -> dict[str, float]:
@@ -114,9 +114,12 @@ def main() -> None:
         for name, paper_bs in PAPER_BATCH.items():
             recipe_bs = load_config(name).train.batch_size
             for bs in dict.fromkeys([paper_bs, recipe_bs]):
-                sps = steps_per_second(name, bs, device, args.steps)
-                rows.append((device, name, bs, sps))
-                print(f"{device:5s} {name:11s} batch {bs:5d}: {sps:8.1f} steps/s", flush=True)
+                sps, cps = steps_per_second(name, bs, device, args.steps)
+                rows.append((device, name, bs, sps, cps))
+                print(
+                    f"{device:5s} {name:11s} batch {bs:5d}: {sps:8.1f} steps/s ({cps:.1f} per CPU s)",
+                    flush=True,
+                )
     ttm = []
     for seed in range(args.seeds):
         r = time_to_mmcs(seed, "cpu")
@@ -133,10 +136,13 @@ def main() -> None:
         f"`python benchmarks/spd.py --threads {args.threads}` on {os.cpu_count()} CPU cores ({cpu}), "
         f"torch {torch.__version__}, {args.threads} thread(s).",
         "",
-        "| device | experiment | batch | steps/s |",
-        "|---|---|---|---|",
+        f"Machine load average at the start: {os.getloadavg()[0]:.1f} (wall-clock figures shrink under load; "
+        "steps per CPU second are the quiet-machine figure for one thread).",
+        "",
+        "| device | experiment | batch | steps/s (wall) | steps per CPU s |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {d} | {n} | {b} | {s:.1f} |" for d, n, b, s in rows]
+    lines += [f"| {d} | {n} | {b} | {s:.1f} | {c:.1f} |" for d, n, b, s, c in rows]
     lines += ["", "| tms_5-2 seed | MMCS | step | wall s | CPU s |", "|---|---|---|---|---|"]
     lines += [
         f"| {i} | {r['mmcs']:.4f} | {r['step']:.0f} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} |"

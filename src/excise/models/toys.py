@@ -86,6 +86,7 @@ class TMSModel(nn.Module):
             nn.Linear(n_hidden, n_hidden, bias=False) for _ in range(n_hidden_layers)
         )
         for layer in self.hidden_layers:
+            assert isinstance(layer, nn.Linear)
             with torch.no_grad():
                 layer.weight.copy_(torch.eye(n_hidden))
         self.linear2 = nn.Linear(n_hidden, n_features, bias=True)
@@ -118,6 +119,8 @@ class ResidBlock(nn.Module):
 
 class ResidMLP(nn.Module):
     """r = x W_E; r += block_l(r) for each layer; y = r W_Eᵀ (W_E fixed, rows of unit norm)."""
+
+    W_E: torch.Tensor
 
     def __init__(self, n_features: int, d_embed: int, d_mlp: int, n_layers: int, embed_seed: int = 0) -> None:
         super().__init__()
@@ -288,6 +291,7 @@ def load_toy(
     if not train:
         raise ExciseError(f"toy model {path.name} is not cached; call load_toy(recipe) to train it")
     t0 = time.perf_counter()
+    trained: TMSModel | ResidMLP
     if isinstance(recipe, TMSRecipe):
         trained, final_loss = train_tms(recipe, show_progress)
     else:

@@ -105,6 +105,8 @@ class Components(nn.Module):
     """Rank-one subcomponents U_c V_cᵀ of one weight matrix W (d_out x d_in), bias kept frozen."""
 
     kind = "linear"
+    W: torch.Tensor
+    bias: torch.Tensor | None
 
     def __init__(
         self,
@@ -157,6 +159,8 @@ class EmbeddingComponents(Components):
 class _Replacement(nn.Module):
     """Stands in for a decomposed submodule during a masked forward pass."""
 
+    original: nn.Module
+
     def __init__(self, comp: Components, original: nn.Module) -> None:
         super().__init__()
         self.comp = comp
@@ -195,7 +199,9 @@ def resolve_modules(
     model: nn.Module, patterns: Mapping[str, int] | Sequence[tuple[str, int]]
 ) -> dict[str, int]:
     """Map each decomposable module name to its C; every pattern must match, none twice, C ≥ 1."""
-    items = list(patterns.items()) if isinstance(patterns, Mapping) else [tuple(p) for p in patterns]
+    items: list[tuple[str, int]] = (
+        list(patterns.items()) if isinstance(patterns, Mapping) else [(str(p[0]), p[1]) for p in patterns]
+    )
     if not items:
         raise ExciseError("no modules to decompose; give at least one name pattern with its C")
     seen_patterns: set[str] = set()
@@ -426,7 +432,7 @@ class SPDModel(nn.Module):
 
     def n_target_params(self) -> int:
         """Number of entries of all decomposed matrices."""
-        return sum(self.component(n).W.numel() for n in self.layer_names)
+        return int(sum(self.component(n).W.numel() for n in self.layer_names))
 
 
 def _capture_inputs(

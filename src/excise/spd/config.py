@@ -138,6 +138,6 @@ class SPDConfig(BaseConfig):
     seed: int = 0
     target: Target
     decomposition: DecompositionConfig
-    loss: LossConfig = LossConfig()
-    train: TrainConfig = TrainConfig()
-    eval: EvalConfig = EvalConfig()
+    loss: LossConfig = Field(default_factory=lambda: LossConfig.model_validate({}))
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig.model_validate({}))
+    eval: EvalConfig = Field(default_factory=lambda: EvalConfig.model_validate({}))

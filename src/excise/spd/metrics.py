@@ -100,16 +100,26 @@ def match_columns(ci: torch.Tensor) -> list[int]:
     return matched + [int(c) for c in rest]
 
 
+def pattern_ci_errors(ci: torch.Tensor, expected: torch.Tensor, threshold: float = 0.5) -> dict[str, Any]:
+    """Errors against an expected pattern E (inputs x mechanisms, 0/1): mechanisms are matched to
+    subcomponents by the Hungarian method (cost Σ_j |E_jk − g_jc| − Σ_j g_jc); errors = entries of the
+    thresholded matched columns that differ from E plus active entries of unmatched subcomponents."""
+    active = (ci > threshold).float()
+    E = expected.float()
+    k = E.shape[1]
+    cost = (E.unsqueeze(2) - ci.unsqueeze(1)).abs().sum(0) - ci.sum(0).unsqueeze(0)  # (k, C)
+    rows, cols = linear_sum_assignment(cost.detach().cpu().numpy().astype(np.float64))
+    matched = [int(c) for _, c in sorted(zip(rows, cols, strict=True))]
+    errors = sum(int((active[:, c] != E[:, m]).sum()) for m, c in enumerate(matched))
+    errors += sum(int(active[:, c].sum()) for c in range(ci.shape[1]) if c not in set(matched))
+    errors += int(E[:, len(matched) :].sum()) if len(matched) < k else 0  # mechanisms without a subcomponent
+    order = matched + [c for c in match_columns(ci) if c not in set(matched)]
+    return {"errors": errors, "order": order}
+
+
 def identity_ci_errors(ci: torch.Tensor, threshold: float = 0.5) -> dict[str, Any]:
     """Errors against 'one subcomponent per feature': after matching, entries of the n x n block ≠ I, plus active unmatched columns."""
-    n = ci.shape[0]
-    order = match_columns(ci)
-    active = (ci[:, order] > threshold).float()
-    k = min(n, ci.shape[1])
-    block = active[:, :k]
-    expected = torch.eye(n)[:, :k]
-    errors = int((block != expected).sum()) + int(active[:, k:].sum())
-    return {"errors": errors, "order": order}
+    return pattern_ci_errors(ci, torch.eye(ci.shape[0]), threshold)
 
 
 def dense_ci_errors(ci: torch.Tensor, k: int, threshold: float = 0.5) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def plot_ci_matrices(
 ) -> Path:
     """Heatmaps of g (features x subcomponents, columns matched to features) for every layer."""
     n = len(ci)
-    fig, axes = plt.subplots(1, n, figsize=(max(3.0, 3.2 * n), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(max(3.0, 3.4 * n), 3.2), squeeze=False, layout="constrained")
     for ax, (name, g) in zip(axes[0], ci.items(), strict=True):
         arr = g.detach().cpu().numpy()
         k = min(arr.shape[1], max(arr.shape[0] + 5, 10))
@@ -59,7 +59,7 @@ def plot_tms_subcomponents(spd: SPDModel, model: TMSModel, path: Path, top: int 
         panels = [("target W", W), ("Σ subcomponents", comp.weight().detach().cpu().float())]
         panels += [(f"c={c} (‖·‖={norms[c]:.2f})", sub[c]) for c in idx]
         lim = float(W.abs().max()) * 1.15 + 1e-6
-        colors = plt.cm.tab10.colors
+        cmap = plt.get_cmap("tab10")
         for ax, (name, M) in zip(axes, panels, strict=True):
             for j in range(M.shape[1]):
                 ax.arrow(
@@ -67,7 +67,7 @@ def plot_tms_subcomponents(spd: SPDModel, model: TMSModel, path: Path, top: int 
                     0,
                     float(M[0, j]),
                     float(M[1, j]),
-                    color=colors[j % 10],
+                    color=cmap(j % 10),
                     width=lim * 0.01,
                     length_includes_head=True,
                 )
@@ -114,8 +114,8 @@ def plot_losses(history: list[dict[str, float]], path: Path) -> Path:
             "stochastic_recon_layerwise",
             "importance_minimality",
         ):
-            vals = [h.get(key) for h in history]
-            if all(v is not None and v > 0 for v in vals):
+            vals = [float(h.get(key, 0.0)) for h in history]
+            if all(v > 0 for v in vals):
                 ax.plot(steps, vals, label=key)
         ax.set_yscale("log")
         ax.legend(fontsize=7)

@@ -137,16 +137,16 @@ def build_target(cfg: SPDConfig, device: torch.device) -> Target:
         model = load_toy(t).to(device)
         return Target(model, lambda b, g: tms_batch(t, b, g), "tms", recipe=t)
     if isinstance(t, ResidMLPRecipe):
-        model = load_toy(t).to(device)
-        return Target(model, lambda b, g: resid_mlp_batch(t, b, g), "resid_mlp", recipe=t)
-    model = build_lm(t).to(device)
-    vocab = int(getattr(getattr(model, "config", None), "vocab_size", t.vocab_size))
+        resid = load_toy(t).to(device)
+        return Target(resid, lambda b, g: resid_mlp_batch(t, b, g), "resid_mlp", recipe=t)
+    lm = build_lm(t).to(device)
+    vocab = int(getattr(getattr(lm, "config", None), "vocab_size", t.vocab_size))
     seq = t.seq_len
 
     def lm_batch(b: int, g: torch.Generator) -> torch.Tensor:
         return torch.randint(0, vocab, (b, seq), generator=g)
 
-    return Target(model, lm_batch, "lm", forward_kwargs={"use_cache": False}, recipe=t)
+    return Target(lm, lm_batch, "lm", forward_kwargs={"use_cache": False}, recipe=t)
 
 
 def build_spd(cfg: SPDConfig, target: Target) -> SPDModel:
@@ -235,12 +235,17 @@ def evaluate(
             m2 = M.mmcs_ml2r(comp2.W.T, comp2.V.T, comp2.U.T)
             metrics["tms_linear2"] = {"mmcs": m2["mmcs"], "ml2r": m2["ml2r"], "min_cos": m2["min_cos"]}
         n_feat = model.n_features
-        ci_hot = M.causal_importance_on(spd, M.one_hot_inputs(n_feat, e.one_hot_value, W.device))
+        x_hot = M.one_hot_inputs(n_feat, e.one_hot_value, W.device)
+        ci_hot = M.causal_importance_on(spd, x_hot)
+        with torch.no_grad():  # output k of Wᵀ needs its row on input j iff the target's output k > 0
+            out_pattern = (model(x_hot) > 0).float().cpu()
         errors: dict[str, int] = {}
         orders: dict[str, list[int]] = {}
         for n, g in ci_hot.items():
             if n.startswith("hidden_layers"):
                 r = M.dense_ci_errors(g, model.n_hidden, e.ci_threshold)
+            elif n == "linear2":
+                r = M.pattern_ci_errors(g, out_pattern, e.ci_threshold)
             else:
                 r = M.identity_ci_errors(g, e.ci_threshold)
             errors[n], orders[n] = r["errors"], r["order"]

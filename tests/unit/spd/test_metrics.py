@@ -127,3 +127,24 @@ def test_negligible_aligned_leftover_does_not_hijack_ml2r() -> None:
         W, torch.cat([W[:, 1:], 1e-3 * W[:, :1]], dim=1), torch.cat([torch.eye(5)[1:], torch.eye(5)[:1]])
     )
     assert m2["ml2r"] == pytest.approx(0.8 + 0.2 * 1e-3, abs=1e-5)
+
+
+def test_pattern_errors_with_a_banded_expectation() -> None:
+    # expected: input j needs mechanisms j-1, j, j+1 (cyclic), as for Wᵀ of a pentagon TMS
+    E = torch.zeros(5, 5)
+    for j in range(5):
+        for d in (-1, 0, 1):
+            E[j, (j + d) % 5] = 1
+    perm = [4, 2, 0, 3, 1]
+    ci = torch.zeros(5, 9)
+    for m, c in enumerate(perm):
+        ci[:, c] = E[:, m] * 0.95
+    from excise.spd.metrics import pattern_ci_errors
+
+    r = pattern_ci_errors(ci, E)
+    assert r["errors"] == 0 and r["order"][:5] == perm
+    assert (
+        identity_ci_errors(ci)["errors"] == 10
+    )  # against the identity every band entry off the diagonal counts
+    ci[0, 7] = 0.9  # an extra subcomponent
+    assert pattern_ci_errors(ci, E)["errors"] == 1
