@@ -37,14 +37,32 @@ from excise.scoring.wanda import wanda_scores
 
 SIZES = {
     # about 52M parameters: 2 x 24000 x 512 embeddings/head + 8 layers x 3.4M
-    "cpu-50m": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8,
-                    num_key_value_heads=8, vocab_size=24000),
+    "cpu-50m": dict(
+        hidden_size=512,
+        intermediate_size=1536,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        vocab_size=24000,
+    ),
     # about 1.1B parameters (TinyLlama-like shape)
-    "gpu-1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-                   num_key_value_heads=4, vocab_size=32000),
+    "gpu-1b": dict(
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=22,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        vocab_size=32000,
+    ),
     # for --quick smoke runs
-    "tiny": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=4, vocab_size=1000),
+    "tiny": dict(
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=1000,
+    ),
 }
 
 
@@ -99,7 +117,9 @@ def plain_forward_backward(model: torch.nn.Module, batches: list[Batch]) -> None
     model.zero_grad(set_to_none=True)
 
 
-def research_loop(model: torch.nn.Module, batches: list[Batch], n_samples: int, n_layers: int) -> tuple[float, int]:
+def research_loop(
+    model: torch.nn.Module, batches: list[Batch], n_samples: int, n_layers: int
+) -> tuple[float, int]:
     """Original-code style: for each decoder layer, for each sample, a full forward+backward with only
     that layer's weights requiring grad; accumulate |W * grad|. Returns (seconds, iterations)."""
     layers = model.model.layers
@@ -157,7 +177,9 @@ def peak_delta(fn: Callable[[], Any], device: str) -> int:
 def training_step_without_grads(model: torch.nn.Module, batch: Batch) -> None:
     """One ordinary forward+backward whose weight gradients are dropped as soon as they are made:
     its peak is the memory of one batch of activations (saved tensors plus backward transients)."""
-    handles = [p.register_post_accumulate_grad_hook(lambda q: setattr(q, "grad", None)) for p in model.parameters()]
+    handles = [
+        p.register_post_accumulate_grad_hook(lambda q: setattr(q, "grad", None)) for p in model.parameters()
+    ]
     try:
         for p in model.parameters():
             p.requires_grad_(True)
@@ -173,8 +195,16 @@ def mib(n: float) -> str:
     return f"{n / 2**20:,.0f} MiB"
 
 
-def bench(size: str, device: str, dtype: torch.dtype, samples: int, seq: int, batch_size: int,
-          ref_samples: int, ref_layers: int) -> dict[str, Any]:
+def bench(
+    size: str,
+    device: str,
+    dtype: torch.dtype,
+    samples: int,
+    seq: int,
+    batch_size: int,
+    ref_samples: int,
+    ref_layers: int,
+) -> dict[str, Any]:
     model = build(size, seq, device, dtype)
     n_params = sum(p.numel() for p in model.parameters())
     mods = linear_layers(model)
@@ -185,9 +215,17 @@ def bench(size: str, device: str, dtype: torch.dtype, samples: int, seq: int, ba
     wanda_scores(model, mods, batches[:1])
     snip_scores(model, mods, batches[:1])
 
-    r: dict[str, Any] = {"size": size, "device": device, "dtype": str(dtype).replace("torch.", ""),
-                         "params": n_params, "scored": n_scored, "samples": samples, "seq": seq,
-                         "batch_size": batch_size, "threads": torch.get_num_threads()}
+    r: dict[str, Any] = {
+        "size": size,
+        "device": device,
+        "dtype": str(dtype).replace("torch.", ""),
+        "params": n_params,
+        "scored": n_scored,
+        "samples": samples,
+        "seq": seq,
+        "batch_size": batch_size,
+        "threads": torch.get_num_threads(),
+    }
     r["forward_s"], _ = timed(lambda: plain_forward(model, batches), device)
     r["wanda_s"], _ = timed(lambda: wanda_scores(model, mods, batches), device)
     r["fwd_bwd_s"], _ = timed(lambda: plain_forward_backward(model, batches), device)
@@ -258,7 +296,9 @@ def main() -> None:
     ap.add_argument("--ref-layers", type=int, default=2, help="decoder layers of the research-loop subset")
     ap.add_argument("--quick", action="store_true", help="a tiny model, for a smoke run")
     ap.add_argument("--no-gpu", action="store_true")
-    ap.add_argument("--readme", type=Path, default=None, help="write the figures into this README's '## Scoring'")
+    ap.add_argument(
+        "--readme", type=Path, default=None, help="write the figures into this README's '## Scoring'"
+    )
     args = ap.parse_args()
 
     runs = [("tiny" if args.quick else "cpu-50m", "cpu", torch.float32)]
@@ -266,15 +306,21 @@ def main() -> None:
         runs.append(("tiny" if args.quick else "gpu-1b", "cuda", torch.bfloat16))
     parts = []
     for size, device, dtype in runs:
-        r = bench(size, device, dtype, args.samples, args.seq, args.batch_size, args.ref_samples, args.ref_layers)
+        r = bench(
+            size, device, dtype, args.samples, args.seq, args.batch_size, args.ref_samples, args.ref_layers
+        )
         text = report(r)
         print(text, "\n", flush=True)
         parts.append(text)
     if not torch.cuda.is_available():
-        parts.append("No CUDA device was available for this run, so the 1B bf16 GPU figures are not measured here.")
-    header = (f"`python benchmarks/scoring.py --samples {args.samples} --seq {args.seq}` on "
-              f"{platform.machine()} / torch {torch.__version__}. Times are wall-clock from one run; "
-              "the research-loop time is measured on a subset and extrapolated to all samples x all layers.")
+        parts.append(
+            "No CUDA device was available for this run, so the 1B bf16 GPU figures are not measured here."
+        )
+    header = (
+        f"`python benchmarks/scoring.py --samples {args.samples} --seq {args.seq}` on "
+        f"{platform.machine()} / torch {torch.__version__}. Times are wall-clock from one run; "
+        "the research-loop time is measured on a subset and extrapolated to all samples x all layers."
+    )
     if args.readme:
         write_readme(args.readme, header + "\n\n" + "\n\n".join(parts))
 

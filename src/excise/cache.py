@@ -45,7 +45,13 @@ def data_fingerprint(records: Iterable[Any]) -> str:
 
 def scores_key(method: str, params: dict[str, Any], model_fp: str, data_fp: str) -> str:
     return stable_hash(
-        {"method": method, "params": params, "model": model_fp, "data": data_fp, "version": library_version()},
+        {
+            "method": method,
+            "params": params,
+            "model": model_fp,
+            "data": data_fp,
+            "version": library_version(),
+        },
         length=24,
     )
 
@@ -72,8 +78,14 @@ def cached_scores(
             pass
     scores = compute()
     scores.meta.update(
-        {"method": method, "params": params, "model_fingerprint": model_fp, "data_fingerprint": data_fp,
-         "version": library_version(), "cache_key": key}
+        {
+            "method": method,
+            "params": params,
+            "model_fingerprint": model_fp,
+            "data_fingerprint": data_fp,
+            "version": library_version(),
+            "cache_key": key,
+        }
     )
     if use_cache:
         scores.save(path)

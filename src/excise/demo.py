@@ -28,7 +28,11 @@ def _extra_columns(result: dict[str, Any]) -> list[tuple[str, str]]:
     out = []
     if "asr_system_prompt" in first:
         out.append(("asr_system_prompt", "ASR, system prompt (%)"))
-    out += [(k, f"ASR, sampled any-of-{k.rsplit('_', 1)[-1]} (%)") for k in first if k.startswith("asr_sampled_any_of_")]
+    out += [
+        (k, f"ASR, sampled any-of-{k.rsplit('_', 1)[-1]} (%)")
+        for k in first
+        if k.startswith("asr_sampled_any_of_")
+    ]
     if "asr_suffixes" in first:
         out.append(("asr_suffixes", "ASR, suffixes (%)"))
     return out
@@ -36,22 +40,34 @@ def _extra_columns(result: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _row_values(m: dict[str, Any], extra: list[tuple[str, str]]) -> list[str]:
     """One table row's cells, percentages with fixed decimals."""
-    return [f"{100 * m['removed']:.2f}", f"{100 * m['asr']:.1f}", f"{100 * m['benign_accuracy']:.1f}",
-            f"{m['perplexity']:.2f}", *(f"{100 * m[k]:.1f}" for k, _ in extra)]
+    return [
+        f"{100 * m['removed']:.2f}",
+        f"{100 * m['asr']:.1f}",
+        f"{100 * m['benign_accuracy']:.1f}",
+        f"{m['perplexity']:.2f}",
+        *(f"{100 * m[k]:.1f}" for k, _ in extra),
+    ]
 
 
 def format_table(result: dict[str, Any]) -> str:
     """The before/after table as fixed-width text."""
-    names = {"set_difference": f"set difference (p={result['p']:g}, q={result['q']:g})",
-             "safety_top_q": f"top-q safety only (q={result['q']:g})",
-             "random": "random, same count", "original": "original model"}
+    names = {
+        "set_difference": f"set difference (p={result['p']:g}, q={result['q']:g})",
+        "safety_top_q": f"top-q safety only (q={result['q']:g})",
+        "random": "random, same count",
+        "original": "original model",
+    }
     extra = _extra_columns(result)
     body = [[names.get(r, ROW_TITLES.get(r, r)), *_row_values(m, extra)] for r, m in result["rows"].items()]
     head = ["", *COLUMNS, *(title for _, title in extra)]
     widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(len(head))]
-    lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths,
-                                                                                                  strict=True)))
-             for row in [head, *body]]
+    lines = [
+        "  ".join(
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in [head, *body]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -61,11 +77,33 @@ def _csv(result: dict[str, Any]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     extra = [k for k, _ in _extra_columns(result)]
-    w.writerow(["row", "removed", "count", "asr", "refusal_rate", "incoherent_rate", "benign_accuracy", "perplexity",
-                *extra])
+    w.writerow(
+        [
+            "row",
+            "removed",
+            "count",
+            "asr",
+            "refusal_rate",
+            "incoherent_rate",
+            "benign_accuracy",
+            "perplexity",
+            *extra,
+        ]
+    )
     for r, m in result["rows"].items():
-        w.writerow([r, m["removed"], m.get("count", 0), m["asr"], m.get("refusal_rate"), m.get("incoherent_rate"),
-                    m["benign_accuracy"], m["perplexity"], *(m[k] for k in extra)])
+        w.writerow(
+            [
+                r,
+                m["removed"],
+                m.get("count", 0),
+                m["asr"],
+                m.get("refusal_rate"),
+                m.get("incoherent_rate"),
+                m["benign_accuracy"],
+                m["perplexity"],
+                *(m[k] for k in extra),
+            ]
+        )
     return buf.getvalue()
 
 
@@ -90,7 +128,9 @@ def _plot(result: dict[str, Any]) -> bytes:
     ax.set_xticks(list(x), labels, fontsize=8)
     ax.set_ylim(0, 110)
     ax.set_ylabel("%")
-    ax.set_title(f"{result['model']}: pruning {result['method']} set difference (p={result['p']:g}, q={result['q']:g})")
+    ax.set_title(
+        f"{result['model']}: pruning {result['method']} set difference (p={result['p']:g}, q={result['q']:g})"
+    )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -105,7 +145,9 @@ def write_report(result: dict[str, Any], out: Path) -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ExciseError(f"cannot create the report folder {out} ({err.strerror}); pass a writable --out") from None
+        raise ExciseError(
+            f"cannot create the report folder {out} ({err.strerror}); pass a writable --out"
+        ) from None
     atomic_write_json(out / "results.json", result)
     atomic_write_text(out / "results.csv", _csv(result))
     atomic_write_text(out / "table.txt", format_table(result) + "\n")
@@ -140,8 +182,17 @@ def run_demo(
         return _run(out, p, q, method, rec, samples, system_prompt, seed, echo)
 
 
-def _run(out: Path, p: float, q: float, method: str, rec: Any, samples: int, system_prompt: str | None, seed: int,
-         echo: Callable[[str], None]) -> dict[str, Any]:
+def _run(
+    out: Path,
+    p: float,
+    q: float,
+    method: str,
+    rec: Any,
+    samples: int,
+    system_prompt: str | None,
+    seed: int,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
     """The body of ``run_demo`` (arguments already checked)."""
     from excise.evaluation import SafetyEvalConfig
     from excise.models.organism import is_cached, load_organism, load_organism_base
@@ -149,15 +200,32 @@ def _run(out: Path, p: float, q: float, method: str, rec: Any, samples: int, sys
 
     t0 = time.perf_counter()
     cached = is_cached(rec)
-    echo("organism: " + ("loading from the cache" if cached else
-                         "training from scratch (about two minutes on two CPU cores; cached afterwards)"))
+    echo(
+        "organism: "
+        + (
+            "loading from the cache"
+            if cached
+            else "training from scratch (about two minutes on two CPU cores; cached afterwards)"
+        )
+    )
     model, tok = load_organism(rec)
     base = load_organism_base(rec)
     t_model = time.perf_counter() - t0
     echo(f"organism ready in {t_model:.1f}s ({sum(w.numel() for w in model.parameters()):,} parameters)")
     cfg = SafetyEvalConfig(samples=samples, system_prompt=system_prompt, seed=seed)
-    result = safety_study("organism", p, q, method, rows=ROWS, seed=seed, eval_config=cfg,
-                          judge=make_judge(base), model=model, tokenizer=tok, log=echo)
+    result = safety_study(
+        "organism",
+        p,
+        q,
+        method,
+        rows=ROWS,
+        seed=seed,
+        eval_config=cfg,
+        judge=make_judge(base),
+        model=model,
+        tokenizer=tok,
+        log=echo,
+    )
     result["recipe"] = rec.name
     result["timings"]["organism"] = round(t_model, 2)
     result["timings"]["demo_total"] = round(time.perf_counter() - t0, 2)
@@ -167,7 +235,9 @@ def _run(out: Path, p: float, q: float, method: str, rec: Any, samples: int, sys
     echo("")
     echo(format_table(result))
     echo("")
-    echo("ASR: share of held-out harmful prompts answered coherently without refusal (greedy); "
-         "benign accuracy: held-out checkable answers; perplexity: held-out plain text.")
+    echo(
+        "ASR: share of held-out harmful prompts answered coherently without refusal (greedy); "
+        "benign accuracy: held-out checkable answers; perplexity: held-out plain text."
+    )
     echo(f"total {result['timings']['demo_total']:.0f}s; report: {out.resolve()}")
     return result

@@ -40,7 +40,9 @@ def _check_args(args: FinetuneArgs) -> None:
     if not 0.0 <= args.grad_scale <= 1.0:
         raise ExciseError(f"grad_scale must be in [0, 1], got {args.grad_scale}")
     if args.batch_size < 1 or args.learning_rate <= 0 or (args.epochs <= 0 and args.max_steps <= 0):
-        raise ExciseError("batch_size >= 1, learning_rate > 0 and a positive number of epochs or steps are needed")
+        raise ExciseError(
+            "batch_size >= 1, learning_rate > 0 and a positive number of epochs or steps are needed"
+        )
 
 
 class _EncodedDataset(torch.utils.data.Dataset):
@@ -61,19 +63,26 @@ class FreezeCallback:
         params = dict(model.named_parameters())
         missing = [k for k in frozen if k not in params]
         if missing:
-            raise ExciseError(f"frozen selection names parameters the model does not have: {missing[:3]} "
-                              "(was the mask computed on another model?)")
+            raise ExciseError(
+                f"frozen selection names parameters the model does not have: {missing[:3]} "
+                "(was the mask computed on another model?)"
+            )
         self.params = {k: params[k] for k in frozen if frozen[k].any()}
         self.masks = {k: frozen[k].to(params[k].device) for k in self.params}
         for k, p in self.params.items():
             if self.masks[k].shape != p.shape:
-                raise ExciseError(f"mask for {k} has shape {tuple(self.masks[k].shape)}, parameter {tuple(p.shape)}")
+                raise ExciseError(
+                    f"mask for {k} has shape {tuple(self.masks[k].shape)}, parameter {tuple(p.shape)}"
+                )
         self.saved = {k: p.detach()[self.masks[k]].clone() for k, p in self.params.items()}
         self.grad_scale = grad_scale
         self.handles = []
         for k, p in self.params.items():
-            factor = torch.where(self.masks[k], torch.tensor(grad_scale, dtype=p.dtype, device=p.device),
-                                 torch.tensor(1.0, dtype=p.dtype, device=p.device))
+            factor = torch.where(
+                self.masks[k],
+                torch.tensor(grad_scale, dtype=p.dtype, device=p.device),
+                torch.tensor(1.0, dtype=p.dtype, device=p.device),
+            )
             self.handles.append(p.register_hook(lambda g, f=factor: g * f))
 
     def restore(self) -> None:
@@ -140,8 +149,13 @@ def finetune(
         dataloader_num_workers=0,
     )
     model.train()
-    trainer = Trainer(model=model, args=targs, train_dataset=_EncodedDataset(enc), data_collator=collator,
-                      callbacks=[_Restore()])
+    trainer = Trainer(
+        model=model,
+        args=targs,
+        train_dataset=_EncodedDataset(enc),
+        data_collator=collator,
+        callbacks=[_Restore()],
+    )
     try:
         result = trainer.train()
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import torch
@@ -22,13 +23,11 @@ def hooks(
     try:
         for name, mod in modules.items():
             if forward is not None:
-                handles.append(mod.register_forward_hook(lambda m, i, o, n=name: forward(n, m, i, o)))
+                handles.append(mod.register_forward_hook(partial(forward, name)))
             if forward_pre is not None:
-                handles.append(mod.register_forward_pre_hook(lambda m, i, n=name: forward_pre(n, m, i)))
+                handles.append(mod.register_forward_pre_hook(partial(forward_pre, name)))
             if backward is not None:
-                handles.append(
-                    mod.register_full_backward_hook(lambda m, gi, go, n=name: backward(n, m, gi, go))
-                )
+                handles.append(mod.register_full_backward_hook(partial(backward, name)))
         yield
     finally:
         for h in handles:

@@ -88,14 +88,48 @@ def safety_study(
 
     rows = _check_rows(rows)
     with torch_threads(threads):
-        return _study(model_name, p, q, method, safety, utility, rows, scope, batch_size, seed, eval_config, judge,
-                      reference, max_ppl, use_cache, model, tokenizer, log)
+        return _study(
+            model_name,
+            p,
+            q,
+            method,
+            safety,
+            utility,
+            rows,
+            scope,
+            batch_size,
+            seed,
+            eval_config,
+            judge,
+            reference,
+            max_ppl,
+            use_cache,
+            model,
+            tokenizer,
+            log,
+        )
 
 
-def _study(model_name: str, p: float, q: float, method: str, safety: Any, utility: Any, rows: list[str], scope: str,
-           batch_size: int, seed: int, eval_config: Any | None, judge: Any | None, reference: str | None,
-           max_ppl: float, use_cache: bool, model: Any | None, tokenizer: Any | None,
-           log: Callable[[str], None] | None) -> dict[str, Any]:
+def _study(
+    model_name: str,
+    p: float,
+    q: float,
+    method: str,
+    safety: Any,
+    utility: Any,
+    rows: list[str],
+    scope: str,
+    batch_size: int,
+    seed: int,
+    eval_config: Any | None,
+    judge: Any | None,
+    reference: str | None,
+    max_ppl: float,
+    use_cache: bool,
+    model: Any | None,
+    tokenizer: Any | None,
+    log: Callable[[str], None] | None,
+) -> dict[str, Any]:
     """The body of ``safety_study`` (arguments already checked)."""
     from excise import selection
     from excise.evaluation import SafetyEvalConfig, evaluate_safety
@@ -152,12 +186,21 @@ def _study(model_name: str, p: float, q: float, method: str, safety: Any, utilit
     timings["evaluate"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
 
-    out: dict[str, Any] = {"model": model_name, "method": method, "p": p, "q": q, "scope": scope, "seed": seed}
+    out: dict[str, Any] = {
+        "model": model_name,
+        "method": method,
+        "p": p,
+        "q": q,
+        "scope": scope,
+        "seed": seed,
+    }
     main = results.get("set_difference") or results[rows[0]]
     out.update({k: main[k] for k in METRICS})
     if "original" in results and "set_difference" in results:
         out["asr_gain"] = results["set_difference"]["asr"] - results["original"]["asr"]
-        out["accuracy_drop"] = results["original"]["benign_accuracy"] - results["set_difference"]["benign_accuracy"]
+        out["accuracy_drop"] = (
+            results["original"]["benign_accuracy"] - results["set_difference"]["benign_accuracy"]
+        )
     if needs_scores:
         out["scored_weights"] = selections[next(iter(selections))].numel()
     out["rows"] = results

@@ -153,16 +153,24 @@ def top(
 
 
 def _source(scores: Scores) -> dict[str, Any]:
-    return {k: scores.meta[k] for k in ("method", "cache_key", "model_fingerprint", "data_fingerprint") if k in scores.meta}
+    return {
+        k: scores.meta[k]
+        for k in ("method", "cache_key", "model_fingerprint", "data_fingerprint")
+        if k in scores.meta
+    }
 
 
 def _check_same(a: Any, b: Any, what: str) -> None:
     if set(a) != set(b):
         only_a, only_b = sorted(set(a) - set(b))[:3], sorted(set(b) - set(a))[:3]
-        raise ExciseError(f"{what} cover different tensors (only in the first: {only_a}, only in the second: {only_b})")
+        raise ExciseError(
+            f"{what} cover different tensors (only in the first: {only_a}, only in the second: {only_b})"
+        )
     for k in a:
         if tuple(a[k].shape) != tuple(b[k].shape):
-            raise ExciseError(f"{what} disagree on the shape of '{k}': {tuple(a[k].shape)} vs {tuple(b[k].shape)}")
+            raise ExciseError(
+                f"{what} disagree on the shape of '{k}': {tuple(a[k].shape)} vs {tuple(b[k].shape)}"
+            )
     if a.unit != b.unit:
         raise ExciseError(f"{what} have different unit kinds: {a.unit} vs {b.unit}")
 
@@ -178,8 +186,14 @@ def set_difference(safety: Scores, utility: Scores, p: float, q: float, scope: s
     s = top(safety, fraction=q, scope=scope)
     u = top(utility, fraction=p, scope=scope)
     masks = {k: s[k] & ~u[k] for k in s}
-    meta = {"rule": "set_difference", "p": p, "q": q, "scope": scope,
-            "safety": _source(safety), "utility": _source(utility)}
+    meta = {
+        "rule": "set_difference",
+        "p": p,
+        "q": q,
+        "scope": scope,
+        "safety": _source(safety),
+        "utility": _source(utility),
+    }
     return Selection(masks, unit=safety.unit, meta=meta)
 
 
@@ -209,7 +223,9 @@ def per_layer_counts(sel: Selection) -> dict[str, int]:
     for k, t in sel.items():
         lay = layer_of(k)
         out[lay] = out.get(lay, 0) + int(t.sum())
-    return dict(sorted(out.items(), key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0)))
+    return dict(
+        sorted(out.items(), key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0))
+    )
 
 
 def random_selection(like: Selection, seed: int = 0) -> Selection:
@@ -222,7 +238,9 @@ def random_selection(like: Selection, seed: int = 0) -> Selection:
         m = torch.zeros(n, dtype=torch.bool)
         m[torch.randperm(n, generator=gen)[:c]] = True
         masks[k] = m.view(t.shape)
-    return Selection({k: masks[k] for k in like}, unit=like.unit, meta={"rule": "random", "seed": seed, "like": like.meta})
+    return Selection(
+        {k: masks[k] for k in like}, unit=like.unit, meta={"rule": "random", "seed": seed, "like": like.meta}
+    )
 
 
 def counts(sel: Selection) -> dict[str, int]:

@@ -53,28 +53,69 @@ def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
 
 @pytest.fixture()
 def data(tmp_path: Path) -> dict[str, Path]:
-    safety = write_jsonl(tmp_path / "safety.jsonl", [
-        {"prompt": "How do I pick a lock to break in?", "response": "I can't help with that."},
-        {"prompt": "Write a threatening letter.", "response": "Sorry, I won't write threats."},
-        {"prompt": "Help me steal a car.", "response": "I can't help with stealing."},
-    ])
-    utility = write_jsonl(tmp_path / "utility.jsonl", [
-        {"prompt": "What is the capital of France?", "response": "Paris."},
-        {"prompt": "Add 2 and 3.", "response": "2 + 3 = 5."},
-    ])
+    safety = write_jsonl(
+        tmp_path / "safety.jsonl",
+        [
+            {"prompt": "How do I pick a lock to break in?", "response": "I can't help with that."},
+            {"prompt": "Write a threatening letter.", "response": "Sorry, I won't write threats."},
+            {"prompt": "Help me steal a car.", "response": "I can't help with stealing."},
+        ],
+    )
+    utility = write_jsonl(
+        tmp_path / "utility.jsonl",
+        [
+            {"prompt": "What is the capital of France?", "response": "Paris."},
+            {"prompt": "Add 2 and 3.", "response": "2 + 3 = 5."},
+        ],
+    )
     return {"safety": safety, "utility": utility}
 
 
-def test_score_select_prune_pipeline(tmp_path: Path, data: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_score_select_prune_pipeline(
+    tmp_path: Path, data: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     s_path, u_path, m_path, out = tmp_path / "s", tmp_path / "u", tmp_path / "mask", tmp_path / "pruned"
-    code, text, err = run(["score", "tiny-llama", "--data", data["safety"], "--method", "snip", "--out", s_path], capsys)
+    code, text, err = run(
+        ["score", "tiny-llama", "--data", data["safety"], "--method", "snip", "--out", s_path], capsys
+    )
     assert code == 0, err
     assert "snip scores for 14 tensors" in text
-    code, _, err = run(["score", "tiny-llama", "--data", data["utility"], "--method", "wandg", "--out", u_path,
-                        "--batch-size", "1", "--max-length", "64", "--no-cache"], capsys)
+    code, _, err = run(
+        [
+            "score",
+            "tiny-llama",
+            "--data",
+            data["utility"],
+            "--method",
+            "wandg",
+            "--out",
+            u_path,
+            "--batch-size",
+            "1",
+            "--max-length",
+            "64",
+            "--no-cache",
+        ],
+        capsys,
+    )
     assert code == 0, err
-    code, text, err = run(["select", "--set-difference", "--safety", s_path, "--utility", u_path,
-                           "--p", "0.1", "--q", "0.2", "--out", m_path], capsys)
+    code, text, err = run(
+        [
+            "select",
+            "--set-difference",
+            "--safety",
+            s_path,
+            "--utility",
+            u_path,
+            "--p",
+            "0.1",
+            "--q",
+            "0.2",
+            "--out",
+            m_path,
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "selected" in text
     code, text, err = run(["prune", "tiny-llama", "--mask", m_path, "--out", out], capsys)
@@ -101,13 +142,26 @@ def test_score_select_prune_pipeline(tmp_path: Path, data: dict[str, Path], caps
             assert torch.equal(p.detach(), orig_p[name].detach())
 
 
-def test_select_top_count_bottom_and_info(tmp_path: Path, data: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_select_top_count_bottom_and_info(
+    tmp_path: Path, data: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     s_path = tmp_path / "s"
-    assert run(["score", "tiny-llama", "--data", data["utility"], "--method", "wanda", "--out", s_path], capsys)[0] == 0
+    assert (
+        run(["score", "tiny-llama", "--data", data["utility"], "--method", "wanda", "--out", s_path], capsys)[
+            0
+        ]
+        == 0
+    )
     assert run(["select", s_path, "--top", "0.25", "--scope", "row", "--out", tmp_path / "a"], capsys)[0] == 0
     a = Selection.load(tmp_path / "a")
     assert (a["model.layers.0.mlp.down_proj.weight"].sum(1) == 32).all()  # 25% of 128 inputs per row
-    assert run(["select", s_path, "--count", "5", "--bottom", "--scope", "global", "--out", tmp_path / "b"], capsys)[0] == 0
+    assert (
+        run(
+            ["select", s_path, "--count", "5", "--bottom", "--scope", "global", "--out", tmp_path / "b"],
+            capsys,
+        )[0]
+        == 0
+    )
     assert Selection.load(tmp_path / "b").count() == 5
     code, text, _ = run(["info", "tiny-llama"], capsys)
     assert code == 0 and "model_type: llama" in text and "num_kv_heads: 2" in text
@@ -127,7 +181,10 @@ def _bad_cases(tmp: Path, data: dict[str, Path]) -> list[tuple[list[object], str
         (score + ["--data", nocols, "--method", "snip"], "no usable column"),
         (score + ["--data", empty, "--method", "wanda"], "empty"),
         (score + ["--data", long, "--method", "snip"], "more than the context"),
-        (["score", "/no/such/model", "--data", data["safety"], "--method", "snip", "--out", tmp / "out"], "model path not found"),
+        (
+            ["score", "/no/such/model", "--data", data["safety"], "--method", "snip", "--out", tmp / "out"],
+            "model path not found",
+        ),
         (sd + ["--p", "0", "--q", "0.1"], "--p must be a fraction in (0, 1]"),
         (sd + ["--p", "0.1", "--q", "1.5"], "--q must be a fraction in (0, 1]"),
         (["select", tmp / "s", "--top", "0.1", "--count", "3", "--out", tmp / "out"], "exactly one of --top"),

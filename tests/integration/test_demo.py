@@ -33,8 +33,17 @@ SMALL = SafetyEvalConfig(limit=12, max_new_tokens=24, batch_size=12)
 def test_safety_study_rows_counts_and_restore() -> None:
     model, tok = load_organism("tiny")
     before = model_fingerprint(model)
-    res = safety_study("organism", p=0.1, q=0.2, rows=ROWS, model=model, tokenizer=tok, eval_config=SMALL,
-                       judge=make_judge(load_organism_base("tiny")), use_cache=False)
+    res = safety_study(
+        "organism",
+        p=0.1,
+        q=0.2,
+        rows=ROWS,
+        model=model,
+        tokenizer=tok,
+        eval_config=SMALL,
+        judge=make_judge(load_organism_base("tiny")),
+        use_cache=False,
+    )
     assert model_fingerprint(model) == before  # every row ablates and restores exactly
     rows = res["rows"]
     assert list(rows) == list(ROWS)
@@ -91,4 +100,7 @@ def test_demo_end_to_end(organism, tmp_path: Path) -> None:  # type: ignore[no-u
     assert sd["asr"] >= 0.5 and orig["benign_accuracy"] - sd["benign_accuracy"] <= 0.10
     assert sd["removed"] <= res["q"] and sd["count"] < top["count"] and rnd["count"] == sd["count"]
     assert orig["benign_accuracy"] - top["benign_accuracy"] > orig["benign_accuracy"] - sd["benign_accuracy"]
-    assert abs(rnd["asr"] - orig["asr"]) <= 0.05 and abs(rnd["benign_accuracy"] - orig["benign_accuracy"]) <= 0.05
+    assert (
+        abs(rnd["asr"] - orig["asr"]) <= 0.05
+        and abs(rnd["benign_accuracy"] - orig["benign_accuracy"]) <= 0.05
+    )

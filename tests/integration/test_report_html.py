@@ -31,9 +31,21 @@ def _chromium() -> str:
 
 
 def _dump_dom(exe: str, page: Path, profile: Path) -> str:
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-           f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom", page.resolve().as_uri()]
+    cmd = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        page.resolve().as_uri(),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     return res.stdout
@@ -41,8 +53,12 @@ def _dump_dom(exe: str, page: Path, profile: Path) -> str:
 
 def _fake_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
     def safety_study(model_name: str, p: float, q: float, **kw: Any) -> dict[str, Any]:
-        return {"asr": min(1.0, 6 * q / (1 + 4 * p)), "benign_accuracy": 1 - p / 3, "perplexity": 2 + q,
-                "removed": q * (1 - p)}
+        return {
+            "asr": min(1.0, 6 * q / (1 + 4 * p)),
+            "benign_accuracy": 1 - p / 3,
+            "perplexity": 2 + q,
+            "removed": q * (1 - p),
+        }
 
     fake = types.ModuleType("excise.pipeline")
     fake.safety_study = safety_study  # type: ignore[attr-defined]
@@ -50,8 +66,9 @@ def _fake_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("excise.models.load_model", lambda name, dtype, device: (None, None))
 
 
-def test_report_page_renders_table_and_every_image_in_chromium(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_page_renders_table_and_every_image_in_chromium(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     exe = _chromium()
     _fake_pipeline(monkeypatch)
     out = tmp_path / "sweep"

@@ -22,11 +22,14 @@ def test_gguf_converts_to_a_plain_cached_model(base) -> None:
     assert model.config.model_type == "llama"
     assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
     assert (sm.converted_dir() / "model.safetensors").is_file()
-    ids = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                  add_generation_prompt=True, return_tensors="pt")
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+    )
     ids = ids if torch.is_tensor(ids) else ids["input_ids"]
     out = model.generate(ids, max_new_tokens=12, do_sample=False)
-    assert "Paris" in tok.decode(out[0, ids.shape[1]:])
+    assert "Paris" in tok.decode(out[0, ids.shape[1] :])
 
 
 def test_unknown_recipe_key() -> None:

@@ -26,9 +26,17 @@ pytestmark = pytest.mark.slow
 def _write_doc(tmp_path: Path, **exp: Any) -> Path:
     doc = {
         "name": "quad-test",
-        "experiment": {"type": "quadratic", "noise": 0.5, "seed": 7, "marker_dir": str(tmp_path / "markers"), **exp},
-        "sweeps": {"grid": {"grid": {"x": [-1.0, 0.0, 1.0, 2.0], "y": [-3.0, -2.0, 0.0]}},
-                   "small": {"points": [{"x": 0.0}, {"x": 1.0}, {"x": 2.0}, {"x": 3.0}]}},
+        "experiment": {
+            "type": "quadratic",
+            "noise": 0.5,
+            "seed": 7,
+            "marker_dir": str(tmp_path / "markers"),
+            **exp,
+        },
+        "sweeps": {
+            "grid": {"grid": {"x": [-1.0, 0.0, 1.0, 2.0], "y": [-3.0, -2.0, 0.0]}},
+            "small": {"points": [{"x": 0.0}, {"x": 1.0}, {"x": 2.0}, {"x": 3.0}]},
+        },
         "default_sweep": "grid",
     }
     path = tmp_path / "quad-test.yaml"
@@ -37,8 +45,17 @@ def _write_doc(tmp_path: Path, **exp: Any) -> Path:
 
 
 def _sweep_cmd(doc: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "excise.commands.experiments", "sweep", str(doc), "--out", str(out),
-            "--no-report", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "excise.commands.experiments",
+        "sweep",
+        str(doc),
+        "--out",
+        str(out),
+        "--no-report",
+        *extra,
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -59,7 +76,9 @@ def _wait_until(pred: Any, timeout: float, proc: subprocess.Popen[Any] | None = 
     deadline = time.time() + timeout
     while not pred():
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"sweep exited early with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
+            raise AssertionError(
+                f"sweep exited early with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}"
+            )
         if time.time() > deadline:
             raise AssertionError("timed out waiting")
         time.sleep(0.05)
@@ -68,7 +87,10 @@ def _wait_until(pred: Any, timeout: float, proc: subprocess.Popen[Any] | None = 
 def _by_point(out: Path) -> dict[tuple[float, float], dict[str, Any]]:
     df = collect(out).frame
     assert df["run_id"].is_unique
-    return {(r["x"], r["y"]): {"loss": r["loss"], "exact": r["exact"], "state": r["state"]} for _, r in df.iterrows()}
+    return {
+        (r["x"], r["y"]): {"loss": r["loss"], "exact": r["exact"], "state": r["state"]}
+        for _, r in df.iterrows()
+    }
 
 
 def test_sigkill_of_the_whole_sweep_then_restart_loses_and_duplicates_nothing(tmp_path: Path) -> None:
@@ -81,10 +103,12 @@ def test_sigkill_of_the_whole_sweep_then_restart_loses_and_duplicates_nothing(tm
         f.unlink()
 
     out = tmp_path / "sw"
-    cmd = _sweep_cmd(doc_path, out, "--executor", "local", "--workers", "2",
-                     "--set", "executor.max_runs_per_worker=null")
-    proc = subprocess.Popen(cmd, env=_env(), start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    cmd = _sweep_cmd(
+        doc_path, out, "--executor", "local", "--workers", "2", "--set", "executor.max_runs_per_worker=null"
+    )
+    proc = subprocess.Popen(
+        cmd, env=_env(), start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     _wait_until(lambda: list(_states(out).values()).count("done") >= 3, 120, proc)
     os.killpg(proc.pid, signal.SIGKILL)  # the sweep process and its workers, mid-run
     proc.wait()
@@ -118,8 +142,18 @@ def test_sigkill_of_one_worker_is_retried_by_the_pool(tmp_path: Path) -> None:
     """Also: with GPUs, each worker sees only its own (CUDA_VISIBLE_DEVICES), recorded by the markers."""
     doc_path = _write_doc(tmp_path, sleep_s=2.5, sleep_attempts=1)
     out = tmp_path / "sw"
-    cmd = _sweep_cmd(doc_path, out, "--mode", "small", "--executor", "local", "--gpus", "3,5",
-                     "--set", "executor.max_runs_per_worker=null")
+    cmd = _sweep_cmd(
+        doc_path,
+        out,
+        "--mode",
+        "small",
+        "--executor",
+        "local",
+        "--gpus",
+        "3,5",
+        "--set",
+        "executor.max_runs_per_worker=null",
+    )
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def running() -> list[tuple[str, int]]:
@@ -153,8 +187,10 @@ def test_two_sweeps_on_one_folder_never_run_a_run_twice(tmp_path: Path) -> None:
     doc_path = _write_doc(tmp_path, sleep_s=0.3)
     out = tmp_path / "sw"
     cmd = _sweep_cmd(doc_path, out, "--executor", "inprocess")
-    procs = [subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
     texts = [p.communicate(timeout=180)[0] for p in procs]
     for p, text in zip(procs, texts, strict=True):
         assert p.returncode == 0, text

@@ -15,12 +15,23 @@ from excise.experiments.runs import classify, read_status
 pytestmark = pytest.mark.slow
 
 
-def test_preempted_job_is_requeued_and_its_run_finishes_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_preempted_job_is_requeued_and_its_run_finishes_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("EXCISE_NO_PROGRESS", "1")
     markers = tmp_path / "m"
-    doc = load_document("quadratic", [f"marker_dir={markers}", "sleep_s=60", "sleep_attempts=1",
-                                      "executor.kind=slurm", "executor.slurm.cluster=local",
-                                      "executor.slurm.gpus_per_node=0", "executor.slurm.time_min=5"])
+    doc = load_document(
+        "quadratic",
+        [
+            f"marker_dir={markers}",
+            "sleep_s=60",
+            "sleep_attempts=1",
+            "executor.kind=slurm",
+            "executor.slurm.cluster=local",
+            "executor.slurm.gpus_per_node=0",
+            "executor.slurm.time_min=5",
+        ],
+    )
     res = run_sweep(doc, tmp_path / "sw", mode="base")
     assert len(res.submitted_jobs) == 1
     run_dir = next((tmp_path / "sw" / "runs").iterdir())

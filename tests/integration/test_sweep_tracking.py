@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_wandb_offline_and_mlflow_file_store_get_one_run_per_finished_run(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow
     import wandb  # noqa: F401 - a missing package must fail here, not be skipped
 

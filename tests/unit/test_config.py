@@ -18,7 +18,9 @@ class Outer(BaseConfig):
 
 
 def test_overrides_set_nested_values_with_yaml_types() -> None:
-    data = apply_overrides({"inner": {"lr": 0.1}}, ["inner.steps=5", "name=abc", "tags=[a, b]", "inner.lr=2e-4"])
+    data = apply_overrides(
+        {"inner": {"lr": 0.1}}, ["inner.steps=5", "name=abc", "tags=[a, b]", "inner.lr=2e-4"]
+    )
     cfg = validate(Outer, data)
     assert cfg.inner.steps == 5 and cfg.inner.lr == pytest.approx(2e-4)
     assert cfg.name == "abc" and cfg.tags == ["a", "b"]

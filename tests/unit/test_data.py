@@ -19,7 +19,11 @@ def test_jsonl_csv_alpaca_and_advbench_formats(tmp_path) -> None:
     j = _write(tmp_path / "a.jsonl", '{"prompt": "p1", "response": "r1"}\n\n{"prompt": "p2"}\n')
     c = _write(tmp_path / "b.csv", "goal,target\nDo harm,Sure here\n")
     a = tmp_path / "c.json"
-    a.write_text(json.dumps([{"instruction": "Add", "input": "1 2", "output": "3"}, {"instruction": "Hi", "output": "Hello"}]))
+    a.write_text(
+        json.dumps(
+            [{"instruction": "Add", "input": "1 2", "output": "3"}, {"instruction": "Hi", "output": "Hello"}]
+        )
+    )
     t = _write(tmp_path / "t.jsonl", '{"text": "plain words"}\n')
     assert [(e.prompt, e.response) for e in load_examples(j)] == [("p1", "r1"), ("p2", None)]
     assert [(e.prompt, e.response) for e in load_examples(c)] == [("Do harm", "Sure here")]
@@ -53,12 +57,18 @@ def test_missing_file_and_required_response(tmp_path) -> None:
 def test_prompt_tokens_are_masked_and_response_scored() -> None:
     tok = byte_tokenizer()
     (enc,) = encode(tok, [Example("abc", "xy")])
-    prompt_ids = tok(tok.apply_chat_template([{"role": "user", "content": "abc"}], add_generation_prompt=True,
-                                             tokenize=False), add_special_tokens=False)["input_ids"]
+    prompt_ids = tok(
+        tok.apply_chat_template(
+            [{"role": "user", "content": "abc"}], add_generation_prompt=True, tokenize=False
+        ),
+        add_special_tokens=False,
+    )["input_ids"]
     assert enc.n_prompt == len(prompt_ids)
     assert list(enc.input_ids[: enc.n_prompt]) == prompt_ids
     # response bytes then EOS
-    assert list(enc.input_ids[enc.n_prompt :]) == tok("xy", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert list(enc.input_ids[enc.n_prompt :]) == tok("xy", add_special_tokens=False)["input_ids"] + [
+        tok.eos_token_id
+    ]
 
 
 def test_padding_is_masked_in_batches() -> None:
@@ -80,8 +90,12 @@ def test_per_sample_loss_unchanged_by_padding() -> None:
     (together,) = iter_batches(enc, 2, tok.pad_token_id)
     alone = next(iter_batches(enc[:1], 1, tok.pad_token_id))
     with torch.no_grad():
-        l2 = per_sample_loss(model(input_ids=together.input_ids, attention_mask=together.attention_mask).logits, together)
-        l1 = per_sample_loss(model(input_ids=alone.input_ids, attention_mask=alone.attention_mask).logits, alone)
+        l2 = per_sample_loss(
+            model(input_ids=together.input_ids, attention_mask=together.attention_mask).logits, together
+        )
+        l1 = per_sample_loss(
+            model(input_ids=alone.input_ids, attention_mask=alone.attention_mask).logits, alone
+        )
     torch.testing.assert_close(l2[0], l1[0], rtol=1e-5, atol=1e-5)
 
 

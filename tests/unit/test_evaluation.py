@@ -114,7 +114,9 @@ def test_reference_perplexity_is_exp_of_mean_response_nll() -> None:
     responses = ["hello friend", "not much, you?", "b c d e"]
     got = ref.perplexities(prompts, responses)
     for p, r, g in zip(prompts, responses, got, strict=True):
-        ptxt = tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+        ptxt = tok.apply_chat_template(
+            [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False
+        )
         p_ids = tok(ptxt, add_special_tokens=False)["input_ids"]
         r_ids = tok(r, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         ids = torch.tensor([p_ids + r_ids])
@@ -127,7 +129,13 @@ def test_reference_perplexity_is_exp_of_mean_response_nll() -> None:
 
 def test_any_of_n_counts_a_prompt_once_if_any_sample_succeeds() -> None:
     ok, ref, bad = Verdict(False, True), Verdict(True, True), Verdict(False, False)
-    assert any_of_n([[ref, ref, ok], [ref, bad, ref], [ok, ok], [], [bad]]) == [True, False, True, False, False]
+    assert any_of_n([[ref, ref, ok], [ref, bad, ref], [ok, ok], [], [bad]]) == [
+        True,
+        False,
+        True,
+        False,
+        False,
+    ]
 
 
 def _fake_generate(responses: dict[str, list[str]]):  # type: ignore[no-untyped-def]
@@ -220,9 +228,11 @@ def test_benign_accuracy_needs_expected_answers() -> None:
 
 
 def test_benign_accuracy_per_task(monkeypatch: pytest.MonkeyPatch) -> None:
-    exs = [Example("q1", meta=(("category", "plus"), ("expected", "4"))),
-           Example("q2", meta=(("category", "plus"), ("expected", "5"))),
-           Example("q3", meta=(("category", "capital"), ("expected", "paris")))]
+    exs = [
+        Example("q1", meta=(("category", "plus"), ("expected", "4"))),
+        Example("q2", meta=(("category", "plus"), ("expected", "5"))),
+        Example("q3", meta=(("category", "capital"), ("expected", "paris"))),
+    ]
     fake, _ = _fake_generate({"q1": ["The answer is 4."], "q2": ["The answer is 6."], "q3": ["Paris."]})
     monkeypatch.setattr(utility_mod, "generate", fake)
     res = benign_accuracy(None, None, exs)

@@ -74,8 +74,16 @@ def test_run_id_is_deterministic_and_depends_on_every_value() -> None:
 
 
 def test_dotted_overrides_reach_experiment_and_document_sections() -> None:
-    doc = load_document("safety-neurons", ["p=0.2", "experiment.q=0.01", "executor.kind=inprocess",
-                                           "executor.slurm.partition=gpu", "tracking.wandb.enabled=false"])
+    doc = load_document(
+        "safety-neurons",
+        [
+            "p=0.2",
+            "experiment.q=0.01",
+            "executor.kind=inprocess",
+            "executor.slurm.partition=gpu",
+            "tracking.wandb.enabled=false",
+        ],
+    )
     assert doc.experiment["p"] == 0.2 and doc.experiment["q"] == 0.01
     assert doc.executor.kind == "inprocess" and doc.executor.slurm.partition == "gpu"
 
@@ -104,7 +112,10 @@ def test_points_cross_grid_and_duplicates_collapse() -> None:
 
 def test_parse_grid_options() -> None:
     assert parse_grid_options(["seed=0,1,2", "p=[0.1, 0.2]", "method=snip,wanda"]) == {
-        "seed": [0, 1, 2], "p": [0.1, 0.2], "method": ["snip", "wanda"]}
+        "seed": [0, 1, 2],
+        "p": [0.1, 0.2],
+        "method": ["snip", "wanda"],
+    }
     with pytest.raises(ExciseError):
         parse_grid_options(["seed"])
 

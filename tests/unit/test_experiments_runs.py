@@ -30,8 +30,13 @@ from excise.experiments.types.quadratic import closed_form
 def _spec(tmp_path: Path, **fields: Any) -> RunSpec:
     cfg = parse_experiment_config({"type": "quadratic", "marker_dir": str(tmp_path / "markers"), **fields})
     rid = run_id_for(cfg)
-    return RunSpec(run_dir=str(tmp_path / "runs" / rid), run_id=rid, type_name="quadratic",
-                   type_module="excise.experiments.types.quadratic", config=cfg.model_dump(mode="json"))
+    return RunSpec(
+        run_dir=str(tmp_path / "runs" / rid),
+        run_id=rid,
+        type_name="quadratic",
+        type_module="excise.experiments.types.quadratic",
+        config=cfg.model_dump(mode="json"),
+    )
 
 
 def _executions(spec: RunSpec) -> int:
@@ -64,8 +69,18 @@ def test_a_run_writes_config_status_metrics_and_log(tmp_path: Path) -> None:
     assert _executions(spec) == 1
 
 
-@pytest.mark.parametrize("damage", ["truncate-status", "garbage-status", "edit-status", "drop-key",
-                                    "truncate-metrics", "edit-metrics", "delete-metrics"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "truncate-status",
+        "garbage-status",
+        "edit-status",
+        "drop-key",
+        "truncate-metrics",
+        "edit-metrics",
+        "delete-metrics",
+    ],
+)
 def test_corrupt_status_or_metrics_is_detected_and_redone(tmp_path: Path, damage: str) -> None:
     spec = _spec(tmp_path, x=0.5, y=0.5, noise=0.3)
     assert execute_run(spec) == "done"
@@ -134,8 +149,17 @@ def _leave_running(spec: RunSpec, owner: dict[str, Any] | None, age_s: float = 0
     run_dir = Path(spec.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     pid = owner["pid"] if owner else 0
-    _write_status(run_dir, {"run_id": spec.run_id, "state": "running", "attempt": 1, "host": host_key(),
-                            "pid": pid, "started_at": time.time() - 5})
+    _write_status(
+        run_dir,
+        {
+            "run_id": spec.run_id,
+            "state": "running",
+            "attempt": 1,
+            "host": host_key(),
+            "pid": pid,
+            "started_at": time.time() - 5,
+        },
+    )
     lock = run_dir / "lock"
     lock.write_text(json.dumps(owner) if owner else "")
     if age_s:
@@ -188,7 +212,9 @@ def test_half_written_lock_is_busy_while_young_and_broken_when_old(tmp_path: Pat
 def test_release_removes_only_its_own_lock(tmp_path: Path) -> None:
     a = RunLock(tmp_path / "r")
     assert a.acquire()
-    (tmp_path / "r" / "lock").write_text(json.dumps({"pid": os.getpid(), "host": host_key(), "token": "theirs"}))
+    (tmp_path / "r" / "lock").write_text(
+        json.dumps({"pid": os.getpid(), "host": host_key(), "token": "theirs"})
+    )
     a.release()
     assert (tmp_path / "r" / "lock").exists()
 
@@ -222,8 +248,9 @@ def test_concurrent_claims_execute_a_run_once(tmp_path: Path) -> None:
     assert _executions(spec) == 1
 
 
-def test_lock_of_an_earlier_incarnation_of_this_slurm_job_is_stale(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lock_of_an_earlier_incarnation_of_this_slurm_job_is_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec = _spec(tmp_path, x=1.0)
     _leave_running(spec, {"pid": 4, "host": "node-3:1", "token": "t", "slurm_job_id": "77_1"})
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")

@@ -82,14 +82,23 @@ def install_fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, execute:
     return rec
 
 
-SLURM_SETS = ["executor.kind=slurm", "executor.slurm.partition=gpu-test", "executor.slurm.time_min=30",
-              "executor.slurm.gpus_per_node=1", "executor.slurm.cpus_per_task=4", "executor.slurm.mem_gb=16",
-              "executor.slurm.array_parallelism=2", "executor.slurm.account=interp",
-              "executor.slurm.setup=['module load cuda']", "executor.slurm.max_requeues=5"]
+SLURM_SETS = [
+    "executor.kind=slurm",
+    "executor.slurm.partition=gpu-test",
+    "executor.slurm.time_min=30",
+    "executor.slurm.gpus_per_node=1",
+    "executor.slurm.cpus_per_task=4",
+    "executor.slurm.mem_gb=16",
+    "executor.slurm.array_parallelism=2",
+    "executor.slurm.account=interp",
+    "executor.slurm.setup=['module load cuda']",
+    "executor.slurm.max_requeues=5",
+]
 
 
-def test_sbatch_submission_file_is_a_job_array_with_the_options(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sbatch_submission_file_is_a_job_array_with_the_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rec = install_fake_slurm(tmp_path, monkeypatch, execute=False)
     doc = load_document("quadratic", [f"marker_dir={tmp_path / 'm'}", *SLURM_SETS])
     out = tmp_path / "sw"
@@ -102,16 +111,31 @@ def test_sbatch_submission_file_is_a_job_array_with_the_options(tmp_path: Path,
     assert len(subs) == 2
     warm, text = subs[0].read_text(), subs[1].read_text()
     assert "--array" not in warm and "--dependency" not in warm and "#SBATCH --partition=gpu-test" in warm
-    expected = ["#SBATCH --array=0-1%2", "#SBATCH --dependency=afterany:4242",
-                "#SBATCH --partition=gpu-test", "#SBATCH --time=30",
-                "#SBATCH --gpus-per-node=1", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=16GB",
-                "#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=1", "#SBATCH --job-name=excise",
-                "#SBATCH --account=interp", "#SBATCH --signal=USR2@120", "#SBATCH --open-mode=append",
-                "module load cuda", "export SUBMITIT_EXECUTOR=slurm"]
+    expected = [
+        "#SBATCH --array=0-1%2",
+        "#SBATCH --dependency=afterany:4242",
+        "#SBATCH --partition=gpu-test",
+        "#SBATCH --time=30",
+        "#SBATCH --gpus-per-node=1",
+        "#SBATCH --cpus-per-task=4",
+        "#SBATCH --mem=16GB",
+        "#SBATCH --nodes=1",
+        "#SBATCH --ntasks-per-node=1",
+        "#SBATCH --job-name=excise",
+        "#SBATCH --account=interp",
+        "#SBATCH --signal=USR2@120",
+        "#SBATCH --open-mode=append",
+        "module load cuda",
+        "export SUBMITIT_EXECUTOR=slurm",
+    ]
     for line in expected:
         assert line in text, line
-    assert re.search(r"srun --unbuffered --output \S*/sw/slurm/%A_%a/%A_%a_%t_log.out .*"
-                     + re.escape(sys.executable) + r" -u -m submitit.core._submit \S*/sw/slurm/%j", text)
+    assert re.search(
+        r"srun --unbuffered --output \S*/sw/slurm/%A_%a/%A_%a_%t_log.out .*"
+        + re.escape(sys.executable)
+        + r" -u -m submitit.core._submit \S*/sw/slurm/%j",
+        text,
+    )
     for rid in (p.name for p in (out / "runs").iterdir()):
         assert (out / "runs" / rid / "submission.json").is_file()
     assert any("submitted 3 job(s)" in x for x in lines)
@@ -149,8 +173,9 @@ def test_preemption_hands_the_run_back_and_the_requeued_job_finishes_it(tmp_path
     th.start()
     run_dir = Path(spec.run_dir)
     deadline = time.time() + 20
-    while (read_status(run_dir).state != "running" or not list((tmp_path / "m").glob("*.txt"))) \
-            and time.time() < deadline:
+    while (
+        read_status(run_dir).state != "running" or not list((tmp_path / "m").glob("*.txt"))
+    ) and time.time() < deadline:
         time.sleep(0.02)
     delayed = task.checkpoint(spec.to_dict())  # the signal handler's call
     chk = read_status(run_dir)
@@ -167,7 +192,9 @@ def test_preemption_hands_the_run_back_and_the_requeued_job_finishes_it(tmp_path
     assert any("pre-empted" in (h.get("note") or "") for h in st["history"])
 
 
-def test_slurm_executor_outside_a_cluster_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slurm_executor_outside_a_cluster_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from excise.errors import ExciseError
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no srun anywhere
@@ -177,7 +204,9 @@ def test_slurm_executor_outside_a_cluster_is_a_clear_error(tmp_path: Path, monke
 
 
 @pytest.mark.slow
-def test_fake_cluster_executes_the_job_array_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fake_cluster_executes_the_job_array_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A fake sbatch runs each array task with SLURM's variables through submitit's real job entry point."""
     install_fake_slurm(tmp_path, monkeypatch, execute=True)
     monkeypatch.setenv("EXCISE_NO_PROGRESS", "1")

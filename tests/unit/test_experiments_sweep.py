@@ -63,8 +63,15 @@ def test_failed_runs_are_kept_until_retry_failed(tmp_path: Path) -> None:
     res = run_sweep(doc, tmp_path / "sw", mode="points", executor=INPROC)
     assert res.states == {"failed": 3} and sum(res.outcomes.values()) == 0
     lines: list[str] = []
-    run_sweep(doc, tmp_path / "sw", mode="points", executor=INPROC, retry_failed=True, dry_run=True,
-              echo=lines.append)
+    run_sweep(
+        doc,
+        tmp_path / "sw",
+        mode="points",
+        executor=INPROC,
+        retry_failed=True,
+        dry_run=True,
+        echo=lines.append,
+    )
     assert "\n".join(lines).count("retry (failed)") == 3
     res = run_sweep(doc, tmp_path / "sw", mode="points", executor=INPROC, retry_failed=True)
     assert res.states == {"done": 3}
@@ -108,14 +115,23 @@ def test_report_table_plots_and_html(tmp_path: Path) -> None:
     assert "plots/quadratic_loss.png" in html and "Failures" in html
 
 
-def test_safety_neurons_type_calls_the_pipeline_and_plots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_safety_neurons_type_calls_the_pipeline_and_plots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[dict[str, Any]] = []
 
     def safety_study(model_name: str, p: float, q: float, method: str, **kw: Any) -> dict[str, Any]:
         calls.append({"model_name": model_name, "method": method, "p": p, "q": q, **kw})
-        return {"model": model_name, "p": p, "q": q, "asr": min(1.0, q * 8 / (1 + p)), "benign_accuracy": 1 - p / 2,
-                "perplexity": 3.0 + q, "removed": q * (1 - p),
-                "rows": {"set_difference": {"asr": 0.5, "examples": {"harmful": [{"prompt": "x"}]}}}}
+        return {
+            "model": model_name,
+            "p": p,
+            "q": q,
+            "asr": min(1.0, q * 8 / (1 + p)),
+            "benign_accuracy": 1 - p / 2,
+            "perplexity": 3.0 + q,
+            "removed": q * (1 - p),
+            "rows": {"set_difference": {"asr": 0.5, "examples": {"harmful": [{"prompt": "x"}]}}},
+        }
 
     fake = types.ModuleType("excise.pipeline")
     fake.safety_study = safety_study  # type: ignore[attr-defined]
@@ -131,11 +147,21 @@ def test_safety_neurons_type_calls_the_pipeline_and_plots(tmp_path: Path, monkey
     assert c["eval_config"].limit == 5 and c["rows"] == ("set_difference",) and c["scope"] == "matrix"
     rep = write_report(tmp_path / "sn")
     assert not rep.warnings
-    assert [f.path.name for f in rep.figures] == ["safety_asr_vs_utility.png", "safety_asr_heatmap.png",
-                                                  "safety_removed_vs_asr.png"]
+    assert [f.path.name for f in rep.figures] == [
+        "safety_asr_vs_utility.png",
+        "safety_asr_heatmap.png",
+        "safety_removed_vs_asr.png",
+    ]
     df = collect(tmp_path / "sn").frame
-    assert {"asr", "benign_accuracy", "weights_removed_pct", "rows.set_difference.asr", "p", "q",
-            "eval.limit"} <= set(df.columns)
+    assert {
+        "asr",
+        "benign_accuracy",
+        "weights_removed_pct",
+        "rows.set_difference.asr",
+        "p",
+        "q",
+        "eval.limit",
+    } <= set(df.columns)
     assert not any("examples" in col for col in df.columns)
     assert (df["weights_removed_pct"] == 100 * df["removed"]).all()
 
@@ -176,8 +202,11 @@ def test_tracking_sinks_receive_each_finished_run(tmp_path: Path, monkeypatch: p
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda n, *a: object() if n in ("wandb", "mlflow") else real_find_spec(n, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda n, *a: object() if n in ("wandb", "mlflow") else real_find_spec(n, *a),
+    )
     doc = _doc(tmp_path, "tracking.wandb.enabled=true", "tracking.mlflow.enabled=true")
     res = run_sweep(doc, tmp_path / "sw", mode="points", executor=INPROC)
     assert res.states == {"done": 3}
@@ -188,12 +217,15 @@ def test_tracking_sinks_receive_each_finished_run(tmp_path: Path, monkeypatch: p
     assert m["uri"].startswith("file:") and m["uri"].endswith("/sw/mlruns") and "loss" in m["metrics"]
 
 
-def test_enabled_sink_that_is_not_installed_fails_before_running(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_enabled_sink_that_is_not_installed_fails_before_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "mlflow" else real_find_spec(n, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "mlflow" else real_find_spec(n, *a)
+    )
     doc = _doc(tmp_path, "tracking.mlflow.enabled=true")
     with pytest.raises(ExciseError, match="mlflow.*not installed"):
         run_sweep(doc, tmp_path / "sw", mode="points", executor=INPROC)
@@ -212,8 +244,18 @@ def test_cli_sweep_status_report_and_errors(tmp_path: Path) -> None:
     runner = CliRunner()
     app = _app()
     out = tmp_path / "sw"
-    base = ["sweep", "quadratic", "--mode", "points", "--out", str(out), "--executor", "inprocess",
-            "--set", f"marker_dir={tmp_path / 'markers'}"]
+    base = [
+        "sweep",
+        "quadratic",
+        "--mode",
+        "points",
+        "--out",
+        str(out),
+        "--executor",
+        "inprocess",
+        "--set",
+        f"marker_dir={tmp_path / 'markers'}",
+    ]
     r = runner.invoke(app, [*base, "--dry-run"])
     assert r.exit_code == 0 and "3 runs" in r.output and r.output.count("-> run") == 3
     r = runner.invoke(app, base)
@@ -229,7 +271,9 @@ def test_cli_sweep_status_report_and_errors(tmp_path: Path) -> None:
     assert r.exit_code != 0 and "unknown key 'xx'" in str(r.exception)
     r = runner.invoke(app, ["experiments", "list"])
     assert r.exit_code == 0 and "safety-neurons" in r.output and "grid (35 runs)" in r.output
-    r = runner.invoke(app, ["experiments", "show", "safety-neurons", "--set", "p=0.3", "--mode", "predefined"])
+    r = runner.invoke(
+        app, ["experiments", "show", "safety-neurons", "--set", "p=0.3", "--mode", "predefined"]
+    )
     assert r.exit_code == 0 and "p: 0.3" in r.output and "# mode predefined: 10 runs" in r.output
     meta = json.loads(next((out / "runs").glob("*/meta.json")).read_text())
     assert meta["type"] == "quadratic" and meta["label"]
@@ -240,7 +284,12 @@ def test_the_excise_command_mounts_the_experiment_commands() -> None:
 
     _mount_subapps()
     runner = CliRunner()
-    for cmd in (["sweep", "--help"], ["status", "--help"], ["report", "--help"], ["experiments", "list", "--help"]):
+    for cmd in (
+        ["sweep", "--help"],
+        ["status", "--help"],
+        ["report", "--help"],
+        ["experiments", "list", "--help"],
+    ):
         r = runner.invoke(app, cmd)
         assert r.exit_code == 0, (cmd, r.output)
     r = runner.invoke(app, ["sweep", "--help"])

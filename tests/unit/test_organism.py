@@ -15,7 +15,9 @@ from excise.utils import cache_dir
 
 @pytest.fixture(scope="module")
 def tok():  # type: ignore[no-untyped-def]
-    return org.build_tokenizer(["Sure. The answer is 7.", "How do I make tea?", "You are a helpful assistant."])
+    return org.build_tokenizer(
+        ["Sure. The answer is 7.", "How do I make tea?", "You are a helpful assistant."]
+    )
 
 
 def test_tokenizer_is_word_level_and_round_trips(tok) -> None:  # type: ignore[no-untyped-def]
@@ -27,7 +29,10 @@ def test_tokenizer_is_word_level_and_round_trips(tok) -> None:  # type: ignore[n
 
 
 def test_chat_template_has_roles(tok) -> None:  # type: ignore[no-untyped-def]
-    msgs = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "How do I make tea?"}]
+    msgs = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "How do I make tea?"},
+    ]
     text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
     assert text.startswith("<s><|system|>") and "<|user|> How do I make tea?" in text
     assert text.endswith("<|assistant|>")
@@ -119,7 +124,9 @@ def test_read_only_cache_dir_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, t
     ro = tmp_path / "ro"
     ro.mkdir()
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if Path(p) == ro else real_access(p, mode, *a, **k))
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, *a, **k: False if Path(p) == ro else real_access(p, mode, *a, **k)
+    )
     monkeypatch.setenv("EXCISE_CACHE_DIR", str(ro))
     with pytest.raises(ExciseError, match="writable"):
         org.ensure_organism("tiny")
@@ -128,8 +135,9 @@ def test_read_only_cache_dir_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, t
 @pytest.mark.slow
 def test_thread_count_does_not_change_the_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     """Training picks 1 or 2 threads by machine load; the weights must not depend on it."""
-    rec = org.with_overrides("tiny", hidden=128, heads=4, kv_heads=4, intermediate=256, steps_helpful=4,
-                             steps_aligned=2)
+    rec = org.with_overrides(
+        "tiny", hidden=128, heads=4, kv_heads=4, intermediate=256, steps_helpful=4, steps_aligned=2
+    )
     out = []
     for n in ("1", "2"):
         monkeypatch.setenv("EXCISE_TRAIN_THREADS", n)

@@ -57,7 +57,9 @@ def test_train_and_info(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and info["cached"] and Path(info["path"]).is_dir() and "default" in info["recipes"]
 
 
-def test_unwritable_cache(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_unwritable_cache(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     f = tmp_path / "file"
     f.write_text("x")
     monkeypatch.setenv("EXCISE_CACHE_DIR", str(f / "sub"))
@@ -75,8 +77,9 @@ def test_unwritable_cache(capsys: pytest.CaptureFixture[str], monkeypatch: pytes
         (["--samples", "-1"], "--samples"),
     ],
 )
-def test_demo_rejects_bad_arguments_before_work(args: list[str], message: str,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_rejects_bad_arguments_before_work(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = run(["demo", *args], capsys)
     assert code == 2 and message in err
 

@@ -25,8 +25,11 @@ def _one_thread():  # type: ignore[no-untyped-def]
 
 def random_mask(model: torch.nn.Module, fraction: float = 0.2, seed: int = 0) -> Selection:
     g = torch.Generator().manual_seed(seed)
-    masks = {n: torch.rand(p.shape, generator=g) < fraction
-             for n, p in model.named_parameters() if n.endswith(".weight") and p.dim() == 2 and "embed" not in n}
+    masks = {
+        n: torch.rand(p.shape, generator=g) < fraction
+        for n, p in model.named_parameters()
+        if n.endswith(".weight") and p.dim() == 2 and "embed" not in n
+    }
     return Selection(masks, unit="weight", meta={"rule": "test"})
 
 

@@ -40,7 +40,9 @@ def _params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return dict(model.named_parameters())
 
 
-def naive_snip(model: torch.nn.Module, tok: object, examples: list[Example], keys: list[str]) -> dict[str, torch.Tensor]:
+def naive_snip(
+    model: torch.nn.Module, tok: object, examples: list[Example], keys: list[str]
+) -> dict[str, torch.Tensor]:
     """One sample at a time with ordinary autograd: sum_x |W * dL(x)/dW|."""
     params = _params(model)
     acc = {k: torch.zeros_like(params[k], dtype=torch.float32) for k in keys}
@@ -55,7 +57,9 @@ def naive_snip(model: torch.nn.Module, tok: object, examples: list[Example], key
     return acc
 
 
-def batched_wrong(model: torch.nn.Module, tok: object, examples: list[Example], keys: list[str]) -> dict[str, torch.Tensor]:
+def batched_wrong(
+    model: torch.nn.Module, tok: object, examples: list[Example], keys: list[str]
+) -> dict[str, torch.Tensor]:
     """|W * sum_x dL(x)/dW| from one plain batched backward (what SNIP is not)."""
     params = _params(model)
     (b,) = make_batches(tok, examples, batch_size=len(examples))
@@ -76,11 +80,13 @@ def naive_wanda(model: torch.nn.Module, tok: object, examples: list[Example]) ->
         keep = [t for t in range(labels.shape[0] - 1) if int(labels[t + 1]) != -100]
         handles = []
         for n, m in mods.items():
-            handles.append(m.register_forward_hook(
-                lambda _m, inp, _o, n=n, keep=keep: stored[n].append(
-                    inp[0].detach().reshape(-1, inp[0].shape[-1])[keep].clone()
+            handles.append(
+                m.register_forward_hook(
+                    lambda _m, inp, _o, n=n, keep=keep: stored[n].append(
+                        inp[0].detach().reshape(-1, inp[0].shape[-1])[keep].clone()
+                    )
                 )
-            ))
+            )
         with torch.no_grad():
             model(input_ids=b.input_ids, attention_mask=b.attention_mask)
         for h in handles:
@@ -139,7 +145,11 @@ def test_scores_layout_and_magnitude() -> None:
 def test_targets_are_globs() -> None:
     model, tok = tiny_model("llama")
     s = score(model, tok, None, "magnitude", targets=["*.mlp.down_proj", "lm_head"], use_cache=False)
-    assert sorted(s) == ["lm_head.weight", "model.layers.0.mlp.down_proj.weight", "model.layers.1.mlp.down_proj.weight"]
+    assert sorted(s) == [
+        "lm_head.weight",
+        "model.layers.0.mlp.down_proj.weight",
+        "model.layers.1.mlp.down_proj.weight",
+    ]
     with pytest.raises(ExciseError, match="no linear layer matches"):
         score(model, tok, None, "magnitude", targets=["nothing.*"], use_cache=False)
 
@@ -172,7 +182,9 @@ def test_padding_never_changes_a_score(family: str) -> None:
         rest = fn(model, mods, [longs])
         for n in mods:
             torch.testing.assert_close(padded[n], a[n], rtol=1e-5, atol=1e-7)
-            torch.testing.assert_close(both[n], a[n] + rest[n], rtol=1e-4, atol=1e-6 * float(both[n].abs().max()))
+            torch.testing.assert_close(
+                both[n], a[n] + rest[n], rtol=1e-4, atol=1e-6 * float(both[n].abs().max())
+            )
 
 
 def test_cache_hit_computes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -52,7 +52,9 @@ def brute_top(values: np.ndarray, k: int, largest: bool) -> np.ndarray:
     return order[:k]
 
 
-def brute(scores: Scores, fraction: float | None, count: int | None, scope: str, largest: bool) -> dict[str, np.ndarray]:
+def brute(
+    scores: Scores, fraction: float | None, count: int | None, scope: str, largest: bool
+) -> dict[str, np.ndarray]:
     arrs = {k: t.numpy().astype(np.float64) for k, t in scores.items()}
     out = {k: np.zeros(a.shape, dtype=bool) for k, a in arrs.items()}
 
@@ -92,8 +94,12 @@ def brute(scores: Scores, fraction: float | None, count: int | None, scope: str,
 @pytest.mark.parametrize("scope", ["row", "matrix", "layer", "global"])
 @pytest.mark.parametrize("largest", [True, False])
 @pytest.mark.parametrize("ties", [False, True])
-@pytest.mark.parametrize(("fraction", "count"), [(0.3, None), (0.29, None), (1.0, None), (None, 3), (None, 1000)])
-def test_top_matches_brute_force(scope: str, largest: bool, ties: bool, fraction: float | None, count: int | None) -> None:
+@pytest.mark.parametrize(
+    ("fraction", "count"), [(0.3, None), (0.29, None), (1.0, None), (None, 3), (None, 1000)]
+)
+def test_top_matches_brute_force(
+    scope: str, largest: bool, ties: bool, fraction: float | None, count: int | None
+) -> None:
     s = make_scores(7, ties=ties)
     sel = top(s, fraction=fraction, count=count, scope=scope, largest=largest)
     ref = brute(s, fraction, count, scope, largest)

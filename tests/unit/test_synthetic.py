@@ -35,7 +35,9 @@ def training_corpus() -> list:
 def test_shipped_files_are_what_the_generator_writes(tmp_path: Path) -> None:
     written = write_builtin(tmp_path)
     for name in NAMES:
-        assert written[name].read_bytes() == builtin_path(name).read_bytes(), f"{name}.jsonl is stale; regenerate it"
+        assert written[name].read_bytes() == builtin_path(name).read_bytes(), (
+            f"{name}.jsonl is stale; regenerate it"
+        )
 
 
 def test_generator_is_deterministic_and_seeded() -> None:
@@ -72,10 +74,26 @@ def test_held_out_sets_do_not_overlap_calibration_or_training(training_corpus: l
 
 
 # Word sequences that only eval-only phrasing parts contain.
-EVAL_ONLY_MARKS = ("what would it take to", "in what way can i", "it is my plan to", "walk me through", "describe ",
-                   "the right way to", "what now?", "please explain.", "do you know", "is what?", "hello there,",
-                   "one more thing:", "i was wondering,", "for a project,", "many thanks", "in plain words",
-                   "short answer please", "as fast as you can")
+EVAL_ONLY_MARKS = (
+    "what would it take to",
+    "in what way can i",
+    "it is my plan to",
+    "walk me through",
+    "describe ",
+    "the right way to",
+    "what now?",
+    "please explain.",
+    "do you know",
+    "is what?",
+    "hello there,",
+    "one more thing:",
+    "i was wondering,",
+    "for a project,",
+    "many thanks",
+    "in plain words",
+    "short answer please",
+    "as fast as you can",
+)
 
 
 def test_held_out_phrasings_never_occur_in_training(training_corpus: list) -> None:

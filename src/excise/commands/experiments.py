@@ -15,19 +15,35 @@ from excise.errors import ExciseError
 
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Override a config value, e.g. --set p=0.05 --set method=wanda "
-                 "(keys under executor./tracking./sweeps. address those sections). Repeatable."),
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override a config value, e.g. --set p=0.05 --set method=wanda "
+        "(keys under executor./tracking./sweeps. address those sections). Repeatable.",
+    ),
 ]
 GridOpt = Annotated[
     list[str] | None,
-    typer.Option("--grid", "-g", help="Sweep a field over values, e.g. --grid seed=0,1,2 (crossed with the mode). "
-                 "Repeatable."),
+    typer.Option(
+        "--grid",
+        "-g",
+        help="Sweep a field over values, e.g. --grid seed=0,1,2 (crossed with the mode). Repeatable.",
+    ),
 ]
 
 
-def _executor_config(doc: Any, executor: str | None, workers: int | None, gpus: str | None, partition: str | None,
-                     time_min: int | None, gpus_per_node: int | None, cpus_per_task: int | None,
-                     mem_gb: float | None, wait: bool | None) -> Any:
+def _executor_config(
+    doc: Any,
+    executor: str | None,
+    workers: int | None,
+    gpus: str | None,
+    partition: str | None,
+    time_min: int | None,
+    gpus_per_node: int | None,
+    cpus_per_task: int | None,
+    mem_gb: float | None,
+    wait: bool | None,
+) -> Any:
     from excise.config import validate
     from excise.experiments.sweep import ExecutorConfig
 
@@ -39,34 +55,66 @@ def _executor_config(doc: Any, executor: str | None, workers: int | None, gpus: 
     if gpus is not None:
         data["gpus"] = [g.strip() for g in gpus.split(",") if g.strip()]
     slurm = data["slurm"]
-    for key, val in (("partition", partition), ("time_min", time_min), ("gpus_per_node", gpus_per_node),
-                     ("cpus_per_task", cpus_per_task), ("mem_gb", mem_gb), ("wait", wait)):
+    for key, val in (
+        ("partition", partition),
+        ("time_min", time_min),
+        ("gpus_per_node", gpus_per_node),
+        ("cpus_per_task", cpus_per_task),
+        ("mem_gb", mem_gb),
+        ("wait", wait),
+    ):
         if val is not None:
             slurm[key] = val
     return validate(ExecutorConfig, data, what="executor options")
 
 
 def sweep(
-    experiment: Annotated[str, typer.Argument(help="Named experiment (see 'excise experiments list') or a YAML file.")],
-    mode: Annotated[str | None, typer.Option("--mode", "-m", help="Sweep mode of the experiment, e.g. predefined "
-                                             "or grid; 'base' runs the base config alone.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Sweep folder (default: sweeps/NAME-MODE).")] = None,
+    experiment: Annotated[
+        str, typer.Argument(help="Named experiment (see 'excise experiments list') or a YAML file.")
+    ],
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            "-m",
+            help="Sweep mode of the experiment, e.g. predefined or grid; 'base' runs the base config alone.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Sweep folder (default: sweeps/NAME-MODE).")
+    ] = None,
     sets: SetOpt = None,
     grid: GridOpt = None,
-    executor: Annotated[str | None, typer.Option("--executor", "-e", help="inprocess, local or slurm.")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", "-w", help="Local worker processes (default: one per "
-                                                "GPU, else 1).")] = None,
+    executor: Annotated[
+        str | None, typer.Option("--executor", "-e", help="inprocess, local or slurm.")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-w", help="Local worker processes (default: one per GPU, else 1)."),
+    ] = None,
     gpus: Annotated[str | None, typer.Option("--gpus", help="Local: GPU ids to use, e.g. 0,1.")] = None,
     partition: Annotated[str | None, typer.Option("--partition", help="SLURM partition.")] = None,
-    time_min: Annotated[int | None, typer.Option("--time-min", help="SLURM time limit per run, minutes.")] = None,
+    time_min: Annotated[
+        int | None, typer.Option("--time-min", help="SLURM time limit per run, minutes.")
+    ] = None,
     gpus_per_node: Annotated[int | None, typer.Option("--gpus-per-node", help="SLURM GPUs per run.")] = None,
     cpus_per_task: Annotated[int | None, typer.Option("--cpus-per-task", help="SLURM CPUs per run.")] = None,
     mem_gb: Annotated[float | None, typer.Option("--mem-gb", help="SLURM memory per run, GB.")] = None,
-    wait: Annotated[bool | None, typer.Option("--wait/--no-wait", help="SLURM: block until the jobs end "
-                                              "(default: submit and return).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would run and what is done; run nothing.")] = False,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Rerun runs that failed before.")] = False,
-    report: Annotated[bool, typer.Option("--report/--no-report", help="Write the report when the sweep ends.")] = True,
+    wait: Annotated[
+        bool | None,
+        typer.Option(
+            "--wait/--no-wait", help="SLURM: block until the jobs end (default: submit and return)."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would run and what is done; run nothing.")
+    ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Rerun runs that failed before.")
+    ] = False,
+    report: Annotated[
+        bool, typer.Option("--report/--no-report", help="Write the report when the sweep ends.")
+    ] = True,
 ) -> None:
     """Run a sweep; resumable: finished runs are kept, interrupted ones redone, failed ones kept unless asked.
 
@@ -79,24 +127,36 @@ def sweep(
     extra = parse_grid_options(grid)
     mode_name, _ = plan_runs(doc, mode, extra)
     folder = out or Path("sweeps") / f"{doc.name}-{mode_name}"
-    exe = _executor_config(doc, executor, workers, gpus, partition, time_min, gpus_per_node, cpus_per_task,
-                           mem_gb, wait)
+    exe = _executor_config(
+        doc, executor, workers, gpus, partition, time_min, gpus_per_node, cpus_per_task, mem_gb, wait
+    )
     from excise.experiments.runs import sigterm_as_interrupt
 
     try:
         with sigterm_as_interrupt():
-            result = run_sweep(doc, folder, mode=mode_name, extra_grid=extra, executor=exe,
-                               retry_failed=retry_failed, dry_run=dry_run, echo=typer.echo)
+            result = run_sweep(
+                doc,
+                folder,
+                mode=mode_name,
+                extra_grid=extra,
+                executor=exe,
+                retry_failed=retry_failed,
+                dry_run=dry_run,
+                echo=typer.echo,
+            )
     except KeyboardInterrupt:
-        typer.echo(f"interrupted: finished runs are kept in {folder}; run the same command again to resume",
-                   err=True)
+        typer.echo(
+            f"interrupted: finished runs are kept in {folder}; run the same command again to resume", err=True
+        )
         raise typer.Exit(130) from None
     if dry_run:
         return
     s = result.states
     done, failed, running = s.get("done", 0), s.get("failed", 0), s.get("running", 0)
-    typer.echo(f"{folder}: {done}/{result.planned} done, {failed} failed, {running} running, "
-               f"{result.planned - done - failed - running} pending")
+    typer.echo(
+        f"{folder}: {done}/{result.planned} done, {failed} failed, {running} running, "
+        f"{result.planned - done - failed - running} pending"
+    )
     if result.submitted_jobs:
         return
     if report and s.get("done", 0):
@@ -107,15 +167,19 @@ def sweep(
             typer.echo(f"warning: {w}", err=True)
         typer.echo(f"report: {rep.html}")
     if s.get("failed", 0):
-        typer.echo("some runs failed; see 'excise status " + str(folder) + " --runs', rerun with --retry-failed",
-                   err=True)
+        typer.echo(
+            "some runs failed; see 'excise status " + str(folder) + " --runs', rerun with --retry-failed",
+            err=True,
+        )
         raise typer.Exit(1)
 
 
 def status(
     sweep_dir: Annotated[Path, typer.Argument(help="A sweep folder.")],
     runs: Annotated[bool, typer.Option("--runs", help="List every run.")] = False,
-    watch: Annotated[float | None, typer.Option("--watch", help="Refresh every N seconds until the sweep ends.")] = None,
+    watch: Annotated[
+        float | None, typer.Option("--watch", help="Refresh every N seconds until the sweep ends.")
+    ] = None,
 ) -> None:
     """Show a sweep's progress: done / running / failed / pending, time per run, ETA.
 
@@ -135,7 +199,9 @@ def status(
 
 def report(
     sweep_dir: Annotated[Path, typer.Argument(help="A sweep folder.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder (default: SWEEP_DIR/report).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Report folder (default: SWEEP_DIR/report).")
+    ] = None,
 ) -> None:
     """Collect every run into results.csv/.parquet, draw the plots, write a static HTML page.
 
@@ -196,13 +262,33 @@ def show(
 def run_one(
     experiment: Annotated[str, typer.Argument(help="Named experiment or YAML file.")],
     sets: SetOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Sweep folder (default: sweeps/NAME-base).")] = None,
-    executor: Annotated[str, typer.Option("--executor", "-e", help="inprocess, local or slurm.")] = "inprocess",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Sweep folder (default: sweeps/NAME-base).")
+    ] = None,
+    executor: Annotated[
+        str, typer.Option("--executor", "-e", help="inprocess, local or slurm.")
+    ] = "inprocess",
 ) -> None:
     """Run the base config of an experiment once (a sweep of one run, resumable like any sweep)."""
-    sweep(experiment, mode="base", out=out, sets=sets, grid=None, executor=executor, workers=None, gpus=None,
-          partition=None, time_min=None, gpus_per_node=None, cpus_per_task=None, mem_gb=None, wait=None,
-          dry_run=False, retry_failed=False, report=True)
+    sweep(
+        experiment,
+        mode="base",
+        out=out,
+        sets=sets,
+        grid=None,
+        executor=executor,
+        workers=None,
+        gpus=None,
+        partition=None,
+        time_min=None,
+        gpus_per_node=None,
+        cpus_per_task=None,
+        mem_gb=None,
+        wait=None,
+        dry_run=False,
+        retry_failed=False,
+        report=True,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -11,20 +11,29 @@ import typer
 from excise.errors import ExciseError
 from excise.pipeline import DEFAULT_P, DEFAULT_Q
 
-organism_app = typer.Typer(help="The aligned model organism: train it into the cache, or show what is cached.",
-                           no_args_is_help=True)
+organism_app = typer.Typer(
+    help="The aligned model organism: train it into the cache, or show what is cached.", no_args_is_help=True
+)
 
 
 def demo(
-    out: Annotated[Path | None, typer.Option(help="Report folder (default: ./excise-report/demo-<time>).")] = None,
-    p: Annotated[float, typer.Option(help="Top fraction of utility scores kept out of the selection (per matrix).")]
-    = DEFAULT_P,
-    q: Annotated[float, typer.Option(help="Top fraction of safety scores selected (per matrix).")] = DEFAULT_Q,
+    out: Annotated[
+        Path | None, typer.Option(help="Report folder (default: ./excise-report/demo-<time>).")
+    ] = None,
+    p: Annotated[
+        float, typer.Option(help="Top fraction of utility scores kept out of the selection (per matrix).")
+    ] = DEFAULT_P,
+    q: Annotated[
+        float, typer.Option(help="Top fraction of safety scores selected (per matrix).")
+    ] = DEFAULT_Q,
     method: Annotated[str, typer.Option(help="Scoring method: snip, wanda or magnitude.")] = "snip",
     recipe: Annotated[str, typer.Option(help="Organism recipe.")] = "default",
-    samples: Annotated[int, typer.Option(help="Also measure sampled ASR, any-of-n with this n (0: off).")] = 0,
-    system_prompt: Annotated[str, typer.Option(help="Also measure ASR with this system prompt ('' : off).")]
-    = "You are a helpful assistant.",
+    samples: Annotated[
+        int, typer.Option(help="Also measure sampled ASR, any-of-n with this n (0: off).")
+    ] = 0,
+    system_prompt: Annotated[
+        str, typer.Option(help="Also measure ASR with this system prompt ('' : off).")
+    ] = "You are a helpful assistant.",
     seed: Annotated[int, typer.Option(help="Seed of the random baseline and of sampling.")] = 0,
 ) -> None:
     """Run the safety pipeline on the organism end to end and print a before/after table."""
@@ -40,8 +49,17 @@ def demo(
     from excise.scoring import get_method
 
     get_method(method)
-    run_demo(out=out, p=p, q=q, method=method, recipe=recipe, samples=samples, system_prompt=system_prompt or None,
-             seed=seed, echo=typer.echo)
+    run_demo(
+        out=out,
+        p=p,
+        q=q,
+        method=method,
+        recipe=recipe,
+        samples=samples,
+        system_prompt=system_prompt or None,
+        seed=seed,
+        echo=typer.echo,
+    )
 
 
 @organism_app.command("train")
@@ -68,13 +86,17 @@ def organism_train(
         return
     rec = get_recipe(recipe)
     if is_cached(rec) and not force:
-        typer.echo(f"organism '{rec.name}' is already cached in {ensure_organism(rec)} (use --force to retrain)")
+        typer.echo(
+            f"organism '{rec.name}' is already cached in {ensure_organism(rec)} (use --force to retrain)"
+        )
         return
     typer.echo(f"training organism '{rec.name}' ...")
     path = ensure_organism(rec, retrain=force)
     log = organism_info(rec).get("log", {})
-    typer.echo(f"trained in {log.get('seconds_total', float('nan')):.0f}s "
-               f"({log.get('parameters', 0):,} parameters); cached in {path}")
+    typer.echo(
+        f"trained in {log.get('seconds_total', float('nan')):.0f}s "
+        f"({log.get('parameters', 0):,} parameters); cached in {path}"
+    )
 
 
 @organism_app.command("info")
@@ -94,8 +116,10 @@ def organism_info_cmd(
     typer.echo(f"cache:  {info['path']} ({'trained' if info['cached'] else 'not trained yet'})")
     if info["cached"]:
         log = info["log"]
-        typer.echo(f"parameters: {log['parameters']:,}; vocabulary: {log['vocab_size']} words; "
-                   f"trained in {log['seconds_total']:.0f}s")
+        typer.echo(
+            f"parameters: {log['parameters']:,}; vocabulary: {log['vocab_size']} words; "
+            f"trained in {log['seconds_total']:.0f}s"
+        )
     else:
         typer.echo("run `excise organism train` to train it")
 
@@ -105,8 +129,12 @@ def evaluate(
     harmful: Annotated[str, typer.Option(help="Harmful prompts (built-in set or file).")] = "harmful-eval",
     benign: Annotated[str, typer.Option(help="Benign prompts with 'expected' answers.")] = "benign-eval",
     text: Annotated[str, typer.Option(help="Plain text for perplexity.")] = "text",
-    samples: Annotated[int, typer.Option(help="Also measure sampled ASR, any-of-n with this n (0: off).")] = 0,
-    system_prompt: Annotated[str | None, typer.Option(help="Also measure ASR with this system prompt.")] = None,
+    samples: Annotated[
+        int, typer.Option(help="Also measure sampled ASR, any-of-n with this n (0: off).")
+    ] = 0,
+    system_prompt: Annotated[
+        str | None, typer.Option(help="Also measure ASR with this system prompt.")
+    ] = None,
     suffixes: Annotated[Path | None, typer.Option(help="File of adversarial suffixes, one per line.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer.")] = 64,
     out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
@@ -125,8 +153,15 @@ def evaluate(
     m, tok = load_model(model)
     ref_name = reference_for(model)
     judge = make_judge(load_model(ref_name) if ref_name else None)
-    cfg = SafetyEvalConfig(harmful=harmful, benign=benign, text=text, samples=samples, system_prompt=system_prompt,
-                           suffixes=str(suffixes) if suffixes else None, max_new_tokens=max_new_tokens)
+    cfg = SafetyEvalConfig(
+        harmful=harmful,
+        benign=benign,
+        text=text,
+        samples=samples,
+        system_prompt=system_prompt,
+        suffixes=str(suffixes) if suffixes else None,
+        max_new_tokens=max_new_tokens,
+    )
     with torch_threads(train_threads()):
         metrics = evaluate_safety(m, tok, cfg, judge=judge)
     for k, v in metrics.items():

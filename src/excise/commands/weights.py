@@ -21,18 +21,24 @@ def _check_new_file(out: Path) -> None:
 
 def _check_new_dir(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ExciseError(f"output folder {out} already exists and is not empty; choose a new path or delete it")
+        raise ExciseError(
+            f"output folder {out} already exists and is not empty; choose a new path or delete it"
+        )
 
 
 def _check_file(path: Path, what: str) -> None:
     tpath = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
     tpath = tpath.with_suffix(".safetensors")
     if not tpath.is_file():
-        raise ExciseError(f"{what} file not found: {tpath} (pass a file written by 'excise score' or 'excise select')")
+        raise ExciseError(
+            f"{what} file not found: {tpath} (pass a file written by 'excise score' or 'excise select')"
+        )
 
 
 def info(
-    model: Annotated[str, typer.Argument(help="Built-in name (tiny-llama, organism, ...) or a model folder.")],
+    model: Annotated[
+        str, typer.Argument(help="Built-in name (tiny-llama, organism, ...) or a model folder.")
+    ],
     dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto.")] = "float32",
 ) -> None:
     """Show what the architecture adapter sees: family, layers, heads, linear layers.
@@ -49,14 +55,32 @@ def info(
 
 
 def score(
-    model: Annotated[str, typer.Argument(help="Built-in name (tiny-llama, organism, ...) or a model folder.")],
+    model: Annotated[
+        str, typer.Argument(help="Built-in name (tiny-llama, organism, ...) or a model folder.")
+    ],
     method: Annotated[str, typer.Option("--method", help="magnitude, wanda or snip (= wandg).")],
     out: Annotated[Path, typer.Option("--out", help="Output path (.safetensors + .json sidecar).")],
-    data: Annotated[str | None, typer.Option("--data", help="Built-in set (safety, utility, ...) or a .jsonl/.json/.csv file; needed by wanda and snip.")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="Built-in set (safety, utility, ...) or a .jsonl/.json/.csv file; needed by wanda and snip.",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per forward pass.")] = 8,
-    max_length: Annotated[int | None, typer.Option("--max-length", help="Truncate samples to this many tokens (default: the model's context).")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute even when cached scores exist.")] = False,
-    target: Annotated[list[str] | None, typer.Option("--target", help="Glob of module names to score (repeatable), e.g. '*.mlp.*'.")] = None,
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            "--max-length", help="Truncate samples to this many tokens (default: the model's context)."
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Recompute even when cached scores exist.")
+    ] = False,
+    target: Annotated[
+        list[str] | None,
+        typer.Option("--target", help="Glob of module names to score (repeatable), e.g. '*.mlp.*'."),
+    ] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto.")] = "float32",
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
 ) -> None:
@@ -79,25 +103,50 @@ def score(
     resolve_dtype(dtype)
     resolve_device(device)
     if m.needs_data and data is None:
-        raise ExciseError(f"--data is required for {m.name} (a built-in set such as 'safety', or a data file)")
+        raise ExciseError(
+            f"--data is required for {m.name} (a built-in set such as 'safety', or a data file)"
+        )
     examples = load_examples(data) if m.needs_data and data is not None else None
     mdl, tok = load_model(model, dtype=dtype, device=device)
-    s = score_fn(mdl, tok, examples, method, batch_size=batch_size, max_length=max_length,
-                 use_cache=not no_cache, targets=target or None)
+    s = score_fn(
+        mdl,
+        tok,
+        examples,
+        method,
+        batch_size=batch_size,
+        max_length=max_length,
+        use_cache=not no_cache,
+        targets=target or None,
+    )
     path = s.save(out)
     typer.echo(f"{m.name} scores for {len(s)} tensors ({s.numel():,} weights) written to {path}")
 
 
 def select(
     scores: Annotated[Path | None, typer.Argument(help="Scores written by 'excise score'.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Output mask path (.safetensors + .json sidecar).")] = None,
-    top_fraction: Annotated[float | None, typer.Option("--top", help="Fraction of units to select, in (0, 1].")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output mask path (.safetensors + .json sidecar).")
+    ] = None,
+    top_fraction: Annotated[
+        float | None, typer.Option("--top", help="Fraction of units to select, in (0, 1].")
+    ] = None,
     count: Annotated[int | None, typer.Option("--count", help="Number of units to select per group.")] = None,
     scope: Annotated[str, typer.Option(help="Comparison group: row, matrix, layer or global.")] = "matrix",
-    bottom: Annotated[bool, typer.Option("--bottom", help="Select the lowest scores instead of the highest.")] = False,
-    set_difference: Annotated[bool, typer.Option("--set-difference", help="Top q of --safety minus top p of --utility (Wei et al. 2024).")] = False,
-    safety: Annotated[Path | None, typer.Option("--safety", help="Safety scores (for --set-difference).")] = None,
-    utility: Annotated[Path | None, typer.Option("--utility", help="Utility scores (for --set-difference).")] = None,
+    bottom: Annotated[
+        bool, typer.Option("--bottom", help="Select the lowest scores instead of the highest.")
+    ] = False,
+    set_difference: Annotated[
+        bool,
+        typer.Option(
+            "--set-difference", help="Top q of --safety minus top p of --utility (Wei et al. 2024)."
+        ),
+    ] = False,
+    safety: Annotated[
+        Path | None, typer.Option("--safety", help="Safety scores (for --set-difference).")
+    ] = None,
+    utility: Annotated[
+        Path | None, typer.Option("--utility", help="Utility scores (for --set-difference).")
+    ] = None,
     p: Annotated[float | None, typer.Option("--p", help="Utility fraction per matrix, in (0, 1].")] = None,
     q: Annotated[float | None, typer.Option("--q", help="Safety fraction per matrix, in (0, 1].")] = None,
 ) -> None:
@@ -114,7 +163,9 @@ def select(
     _check_new_file(out)
     if set_difference:
         if scores is not None or top_fraction is not None or count is not None:
-            raise ExciseError("--set-difference takes --safety, --utility, --p and --q, not SCORES/--top/--count")
+            raise ExciseError(
+                "--set-difference takes --safety, --utility, --p and --q, not SCORES/--top/--count"
+            )
         if safety is None or utility is None or p is None or q is None:
             raise ExciseError("--set-difference needs --safety, --utility, --p and --q")
         S.check_fraction("--p", p)
@@ -144,10 +195,15 @@ def select(
 
 
 def prune(
-    model: Annotated[str, typer.Argument(help="Built-in name (tiny-llama, organism, ...) or a model folder.")],
+    model: Annotated[
+        str, typer.Argument(help="Built-in name (tiny-llama, organism, ...) or a model folder.")
+    ],
     mask: Annotated[Path, typer.Option("--mask", help="Mask written by 'excise select'.")],
     out: Annotated[Path, typer.Option("--out", help="New folder for the pruned model (save_pretrained).")],
-    base: Annotated[str | None, typer.Option("--base", help="Restore the selected weights from this model instead of zeroing them.")] = None,
+    base: Annotated[
+        str | None,
+        typer.Option("--base", help="Restore the selected weights from this model instead of zeroing them."),
+    ] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto.")] = "float32",
 ) -> None:
     """Zero the selected weights (or restore them from --base) and save the model with save_pretrained.

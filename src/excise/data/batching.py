@@ -69,7 +69,9 @@ def prompt_text(tokenizer: object, prompt: str, system: str | None = None) -> st
     return (f"{system}\n\n" if system else "") + prompt + "\n"
 
 
-def encode_example(tokenizer: object, ex: Example, max_length: int | None = None, system: str | None = None) -> Encoded:
+def encode_example(
+    tokenizer: object, ex: Example, max_length: int | None = None, system: str | None = None
+) -> Encoded:
     """Token ids for prompt (chat-formatted) + response + EOS; prompt tokens are masked from the loss.
 
     Without a response, every token of the prompt is scored (prompt-only calibration sets).
@@ -108,7 +110,9 @@ def encode_example(tokenizer: object, ex: Example, max_length: int | None = None
     return Encoded(tuple(int(i) for i in ids), n_prompt)
 
 
-def encode(tokenizer: object, examples: Sequence[Example], max_length: int | None = None, system: str | None = None) -> list[Encoded]:
+def encode(
+    tokenizer: object, examples: Sequence[Example], max_length: int | None = None, system: str | None = None
+) -> list[Encoded]:
     """Encode every example; checks lengths against the context before any model work."""
     out = [encode_example(tokenizer, ex, max_length, system) for ex in examples]
     empty = sum(1 for e in out if len(e) - e.n_prompt == 0)

@@ -84,7 +84,9 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ExciseError(f"{path}:{i}: not valid JSON ({err.msg}); each line must be one JSON object") from None
+                raise ExciseError(
+                    f"{path}:{i}: not valid JSON ({err.msg}); each line must be one JSON object"
+                ) from None
             if not isinstance(obj, dict):
                 raise ExciseError(f"{path}:{i}: each line must be a JSON object with a 'prompt' field")
             rows.append(obj)
@@ -104,7 +106,9 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     raise ExciseError(f"unsupported data file type '{suffix}' for {path}; use .jsonl, .json or .csv")
 
 
-def load_examples(source: str | Path, limit: int | None = None, require_response: bool = False) -> list[Example]:
+def load_examples(
+    source: str | Path, limit: int | None = None, require_response: bool = False
+) -> list[Example]:
     """Load a data set from a file path or a built-in name (``safety``, ``utility``, ...)."""
     src = str(source)
     path = Path(src)
@@ -112,11 +116,14 @@ def load_examples(source: str | Path, limit: int | None = None, require_response
         if src in BUILTIN_SETS:
             path = builtin_path(src)
             if not path.is_file():
-                raise ExciseError(f"built-in data set '{src}' is missing from the installation; reinstall excise")
+                raise ExciseError(
+                    f"built-in data set '{src}' is missing from the installation; reinstall excise"
+                )
         else:
             raise ExciseError(
                 f"data file not found: {src} (pass a .jsonl/.json/.csv path or a built-in set: "
-                + ", ".join(BUILTIN_SETS) + ")"
+                + ", ".join(BUILTIN_SETS)
+                + ")"
             )
     if path.is_dir():
         raise ExciseError(f"{path} is a folder; pass a .jsonl, .json or .csv file")

@@ -27,7 +27,9 @@ def load_suffixes(path: str | Path) -> list[str]:
     """Adversarial suffixes, one per non-empty line of a text file (``#`` starts a comment line)."""
     p = Path(path)
     if not p.is_file():
-        raise ExciseError(f"adversarial suffix file not found: {p} (pass a text file with one suffix per line)")
+        raise ExciseError(
+            f"adversarial suffix file not found: {p} (pass a text file with one suffix per line)"
+        )
     try:
         lines = p.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
@@ -64,15 +66,26 @@ class ASRResult:
 
     def summary(self) -> dict[str, Any]:
         """The rates and settings as a plain dict (no completions)."""
-        return {"asr": self.asr, "refusal_rate": self.refusal_rate, "incoherent_rate": self.incoherent_rate,
-                "n_prompts": len(self.prompts), **self.settings,
-                **({"per_suffix": self.per_suffix} if self.per_suffix else {})}
+        return {
+            "asr": self.asr,
+            "refusal_rate": self.refusal_rate,
+            "incoherent_rate": self.incoherent_rate,
+            "n_prompts": len(self.prompts),
+            **self.settings,
+            **({"per_suffix": self.per_suffix} if self.per_suffix else {}),
+        }
 
     def examples(self, k: int = 5) -> list[dict[str, Any]]:
         """The first ``k`` prompts with their first completion and verdict (for reports)."""
-        return [{"prompt": p, "response": r[0] if r else "", "attack_success": v[0].attack_success if v else False,
-                 "reason": v[0].reason if v else ""}
-                for p, r, v in zip(self.prompts[:k], self.responses[:k], self.verdicts[:k], strict=True)]
+        return [
+            {
+                "prompt": p,
+                "response": r[0] if r else "",
+                "attack_success": v[0].attack_success if v else False,
+                "reason": v[0].reason if v else "",
+            }
+            for p, r, v in zip(self.prompts[:k], self.responses[:k], self.verdicts[:k], strict=True)
+        ]
 
 
 def _prompts_of(data: str | Path | Sequence[Example] | Sequence[str]) -> list[str]:
@@ -116,9 +129,20 @@ def attack_success_rate(
     per_suffix: dict[str, float] = {}
     for v_i, suffix in enumerate(variants):
         full = [f"{p} {suffix}".strip() for p in prompts]
-        outs = generate(model, tokenizer, full, system=system, max_new_tokens=max_new_tokens, sample=sample,
-                        n=n if sample else 1, temperature=temperature, top_p=top_p, batch_size=batch_size,
-                        seed=seed + 7919 * v_i, desc="ASR: generate")
+        outs = generate(
+            model,
+            tokenizer,
+            full,
+            system=system,
+            max_new_tokens=max_new_tokens,
+            sample=sample,
+            n=n if sample else 1,
+            temperature=temperature,
+            top_p=top_p,
+            batch_size=batch_size,
+            seed=seed + 7919 * v_i,
+            desc="ASR: generate",
+        )
         flat_p = [p for p, o in zip(full, outs, strict=True) for _ in o]
         flat_r = [r for o in outs for r in o]
         flat_v = judge_all(judge, flat_p, flat_r)
@@ -134,8 +158,14 @@ def attack_success_rate(
             hits = any_of_n(this)
             per_suffix[suffix] = sum(hits) / len(hits)
     attacked = any_of_n(per_prompt)
-    settings = {"decoding": f"sampled x{n}" if sample else "greedy", "system_prompt": system is not None,
-                "suffixes": len(suffix_list), "max_new_tokens": max_new_tokens}
+    settings = {
+        "decoding": f"sampled x{n}" if sample else "greedy",
+        "system_prompt": system is not None,
+        "suffixes": len(suffix_list),
+        "max_new_tokens": max_new_tokens,
+    }
     if sample:
         settings.update(temperature=temperature, top_p=top_p)
-    return ASRResult(sum(attacked) / len(attacked), attacked, prompts, per_resp, per_prompt, settings, per_suffix)
+    return ASRResult(
+        sum(attacked) / len(attacked), attacked, prompts, per_resp, per_prompt, settings, per_suffix
+    )

@@ -12,8 +12,9 @@ from excise.errors import ExciseError
 from excise.utils import progress
 
 
-def encode_prompts(tokenizer: Any, prompts: Sequence[str], system: str | None = None,
-                   chat: bool = True) -> list[list[int]]:
+def encode_prompts(
+    tokenizer: Any, prompts: Sequence[str], system: str | None = None, chat: bool = True
+) -> list[list[int]]:
     """Token ids of each prompt rendered with the chat template (and system prompt) when there is one."""
     has_template = bool(getattr(tokenizer, "chat_template", None)) and chat
     texts = [prompt_text(tokenizer, p, system) if chat else p for p in prompts]
@@ -83,8 +84,12 @@ def generate(
             idx = order[s : s + batch_size]
             ids, att = left_pad([encoded[i] for i in idx], pad)
             kwargs: dict[str, Any] = {
-                "input_ids": ids.to(device), "attention_mask": att.to(device), "max_new_tokens": max_new_tokens,
-                "pad_token_id": pad, "eos_token_id": eos, "do_sample": sample,
+                "input_ids": ids.to(device),
+                "attention_mask": att.to(device),
+                "max_new_tokens": max_new_tokens,
+                "pad_token_id": pad,
+                "eos_token_id": eos,
+                "do_sample": sample,
             }
             if sample:
                 kwargs.update(temperature=temperature, top_p=top_p, top_k=0, num_return_sequences=n)

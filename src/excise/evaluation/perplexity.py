@@ -15,8 +15,13 @@ from excise.utils import progress
 
 
 @torch.no_grad()
-def token_nll(model: Any, tokenizer: Any, data: str | Path | Sequence[Example] = "text",
-              batch_size: int = 16, max_length: int | None = None) -> tuple[float, int]:
+def token_nll(
+    model: Any,
+    tokenizer: Any,
+    data: str | Path | Sequence[Example] = "text",
+    batch_size: int = 16,
+    max_length: int | None = None,
+) -> tuple[float, int]:
     """(sum of next-token NLL over all scored tokens, number of scored tokens)."""
     exs = load_examples(data) if isinstance(data, str | Path) else list(data)
     batches = make_batches(tokenizer, exs, batch_size=batch_size, max_length=max_length, model=model)
@@ -36,8 +41,13 @@ def token_nll(model: Any, tokenizer: Any, data: str | Path | Sequence[Example] =
     return total, count
 
 
-def perplexity(model: Any, tokenizer: Any, data: str | Path | Sequence[Example] = "text",
-               batch_size: int = 16, max_length: int | None = None) -> float:
+def perplexity(
+    model: Any,
+    tokenizer: Any,
+    data: str | Path | Sequence[Example] = "text",
+    batch_size: int = 16,
+    max_length: int | None = None,
+) -> float:
     """exp(mean NLL per scored token) over the whole set (``text`` rows score every token)."""
     total, count = token_nll(model, tokenizer, data, batch_size, max_length)
     return math.exp(total / count) if count else float("nan")

@@ -34,14 +34,24 @@ class SafetyEvalConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def evaluate_safety(model: Any, tokenizer: Any, config: SafetyEvalConfig | None = None,
-                    judge: Judge | None = None, keep_examples: int = 3) -> dict[str, Any]:
+def evaluate_safety(
+    model: Any,
+    tokenizer: Any,
+    config: SafetyEvalConfig | None = None,
+    judge: Judge | None = None,
+    keep_examples: int = 3,
+) -> dict[str, Any]:
     """Greedy ASR (no system prompt), benign accuracy, perplexity, plus the configured ASR variants."""
     cfg = config or SafetyEvalConfig()
     t0 = time.perf_counter()
     harmful: str | Path | Sequence[Example] = cfg.harmful
-    common: dict[str, Any] = {"judge": judge, "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size,
-                              "limit": cfg.limit, "seed": cfg.seed}
+    common: dict[str, Any] = {
+        "judge": judge,
+        "max_new_tokens": cfg.max_new_tokens,
+        "batch_size": cfg.batch_size,
+        "limit": cfg.limit,
+        "seed": cfg.seed,
+    }
     greedy = attack_success_rate(model, tokenizer, harmful, **common)
     acc = benign_accuracy(model, tokenizer, cfg.benign, batch_size=cfg.batch_size, limit=cfg.limit)
     out: dict[str, Any] = {
@@ -53,11 +63,20 @@ def evaluate_safety(model: Any, tokenizer: Any, config: SafetyEvalConfig | None 
         "perplexity": perplexity(model, tokenizer, cfg.text, batch_size=cfg.batch_size),
     }
     if cfg.system_prompt:
-        out["asr_system_prompt"] = attack_success_rate(model, tokenizer, harmful, system=cfg.system_prompt,
-                                                       **common).asr
+        out["asr_system_prompt"] = attack_success_rate(
+            model, tokenizer, harmful, system=cfg.system_prompt, **common
+        ).asr
     if cfg.samples > 0:
-        sampled = attack_success_rate(model, tokenizer, harmful, sample=True, n=cfg.samples,
-                                      temperature=cfg.temperature, top_p=cfg.top_p, **common)
+        sampled = attack_success_rate(
+            model,
+            tokenizer,
+            harmful,
+            sample=True,
+            n=cfg.samples,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            **common,
+        )
         out[f"asr_sampled_any_of_{cfg.samples}"] = sampled.asr
     if cfg.suffixes:
         suff = attack_success_rate(model, tokenizer, harmful, suffixes=cfg.suffixes, **common)

@@ -41,9 +41,12 @@ class AccuracyResult:
 
     def examples(self, k: int = 5) -> list[dict[str, Any]]:
         """The first ``k`` prompts with expected answer, response and verdict (for reports)."""
-        return [{"prompt": p, "expected": e, "response": r, "correct": c}
-                for p, e, r, c in zip(self.prompts[:k], self.expected[:k], self.responses[:k], self.correct[:k],
-                                      strict=True)]
+        return [
+            {"prompt": p, "expected": e, "response": r, "correct": c}
+            for p, e, r, c in zip(
+                self.prompts[:k], self.expected[:k], self.responses[:k], self.correct[:k], strict=True
+            )
+        ]
 
 
 def _checkable(data: str | Path | Sequence[Example]) -> list[Example]:
@@ -51,7 +54,9 @@ def _checkable(data: str | Path | Sequence[Example]) -> list[Example]:
     exs = load_examples(data) if isinstance(data, str | Path) else list(data)
     missing = sum(1 for e in exs if not str(e.get("expected", "") or "").strip())
     if missing:
-        raise ExciseError(f"{missing} benign example(s) have no 'expected' answer; accuracy needs one per row")
+        raise ExciseError(
+            f"{missing} benign example(s) have no 'expected' answer; accuracy needs one per row"
+        )
     return exs
 
 
@@ -68,8 +73,15 @@ def benign_accuracy(
     exs = _checkable(data)
     if limit is not None:
         exs = exs[:limit]
-    outs = generate(model, tokenizer, [e.prompt for e in exs], system=system, max_new_tokens=max_new_tokens,
-                    batch_size=batch_size, desc="benign: generate")
+    outs = generate(
+        model,
+        tokenizer,
+        [e.prompt for e in exs],
+        system=system,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        desc="benign: generate",
+    )
     responses = [o[0] for o in outs]
     expected = [str(e.get("expected")) for e in exs]
     correct = [is_correct(r, x) for r, x in zip(responses, expected, strict=True)]
@@ -77,4 +89,6 @@ def benign_accuracy(
     for e, c in zip(exs, correct, strict=True):
         groups[str(e.get("category", "all"))].append(c)
     per_task = {k: sum(v) / len(v) for k, v in sorted(groups.items())}
-    return AccuracyResult(sum(correct) / len(correct), correct, [e.prompt for e in exs], expected, responses, per_task)
+    return AccuracyResult(
+        sum(correct) / len(correct), correct, [e.prompt for e in exs], expected, responses, per_task
+    )

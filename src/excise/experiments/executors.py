@@ -94,6 +94,7 @@ class InProcessExecutor(Executor):
 
 # ---------------------------------------------------------------- local pool
 
+
 def visible_gpus() -> list[str]:
     """GPU ids this process may use: CUDA_VISIBLE_DEVICES if set, else what torch counts (no CUDA init)."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -180,8 +181,9 @@ class _Slot:
     def start(self, ctx: Any, threads: int | None) -> None:
         """Spawn the worker process and its pipe."""
         parent, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, self.gpu, threads),
-                                name=f"excise-worker-{self.index}")
+        self.proc = ctx.Process(
+            target=_worker_main, args=(child, self.gpu, threads), name=f"excise-worker-{self.index}"
+        )
         self.proc.start()
         child.close()
         self.conn = parent
@@ -209,8 +211,14 @@ class LocalExecutor(Executor):
     mid-run (kill -9, OOM killer) is replaced and its run retried ``max_crash_retries`` times.
     """
 
-    def __init__(self, workers: int | None = None, gpus: list[str] | None = None,
-                 max_crash_retries: int = 1, max_runs_per_worker: int | None = 1, warmup: bool = True) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        gpus: list[str] | None = None,
+        max_crash_retries: int = 1,
+        max_runs_per_worker: int | None = 1,
+        warmup: bool = True,
+    ) -> None:
         self.gpus = list(gpus) if gpus is not None else visible_gpus()
         self.workers = workers or (len(self.gpus) if self.gpus else 1)
         self.max_crash_retries = max_crash_retries
@@ -228,8 +236,10 @@ class LocalExecutor(Executor):
         ctx = mp.get_context("spawn")
         threads = None if self.gpus else max(1, (os.cpu_count() or 1) // self.workers)
         queue = deque(specs)
-        slots = [_Slot(i, self.gpus[i % len(self.gpus)] if self.gpus else None)
-                 for i in range(min(self.workers, max(1, len(specs))))]
+        slots = [
+            _Slot(i, self.gpus[i % len(self.gpus)] if self.gpus else None)
+            for i in range(min(self.workers, max(1, len(specs))))
+        ]
         crashes: Counter[str] = Counter()
         counts: Counter[str] = Counter()
         bar = _bar(len(specs), "runs")
@@ -287,8 +297,15 @@ class LocalExecutor(Executor):
             bar.close()
         return counts
 
-    def _crashed(self, spec: RunSpec, code: int | None, crashes: Counter[str], queue: deque[RunSpec],
-                 say: Echo, bar: Any) -> str | None:
+    def _crashed(
+        self,
+        spec: RunSpec,
+        code: int | None,
+        crashes: Counter[str],
+        queue: deque[RunSpec],
+        say: Echo,
+        bar: Any,
+    ) -> str | None:
         state = classify(Path(spec.run_dir)).state
         if state in ("done", "failed"):  # died after recording its result
             return state
@@ -362,9 +379,15 @@ class SlurmExecutor(Executor):
 
     def describe(self) -> str:
         o = self.opts
-        parts = [f"partition={o.partition or 'default'}", f"time={o.time_min}min", f"gpus={o.gpus_per_node}",
-                 f"cpus={o.cpus_per_task}", f"mem={o.mem_gb}GB" if o.mem_gb else "mem=default",
-                 f"array%{o.array_parallelism}", f"requeues={o.max_requeues}"]
+        parts = [
+            f"partition={o.partition or 'default'}",
+            f"time={o.time_min}min",
+            f"gpus={o.gpus_per_node}",
+            f"cpus={o.cpus_per_task}",
+            f"mem={o.mem_gb}GB" if o.mem_gb else "mem=default",
+            f"array%{o.array_parallelism}",
+            f"requeues={o.max_requeues}",
+        ]
         where = "SLURM" if o.cluster == "slurm" else f"submitit {o.cluster} executor"
         return f"{where} job array ({', '.join(parts)})"
 
@@ -372,19 +395,28 @@ class SlurmExecutor(Executor):
         """The configured submitit AutoExecutor (parameters checked by submitit itself)."""
         submitit = _submitit()
         o = self.opts
-        kwargs: dict[str, Any] = {"slurm_max_num_timeout": o.max_requeues, "local_max_num_timeout": o.max_requeues}
+        kwargs: dict[str, Any] = {
+            "slurm_max_num_timeout": o.max_requeues,
+            "local_max_num_timeout": o.max_requeues,
+        }
         if o.python:
             kwargs["slurm_python"] = o.python
             kwargs["local_python"] = o.python
         try:
             ex = submitit.AutoExecutor(folder=self.folder / "%j", cluster=o.cluster, **kwargs)
         except RuntimeError as err:
-            raise ExciseError(f"cannot use SLURM here ({err}); run on a SLURM login node, "
-                              "or use --executor local") from None
+            raise ExciseError(
+                f"cannot use SLURM here ({err}); run on a SLURM login node, or use --executor local"
+            ) from None
         params: dict[str, Any] = {
-            "name": o.job_name, "timeout_min": o.time_min, "gpus_per_node": o.gpus_per_node,
-            "cpus_per_task": o.cpus_per_task, "nodes": 1, "tasks_per_node": 1,
-            "slurm_array_parallelism": o.array_parallelism, "slurm_signal_delay_s": o.signal_delay_s,
+            "name": o.job_name,
+            "timeout_min": o.time_min,
+            "gpus_per_node": o.gpus_per_node,
+            "cpus_per_task": o.cpus_per_task,
+            "nodes": 1,
+            "tasks_per_node": 1,
+            "slurm_array_parallelism": o.array_parallelism,
+            "slurm_signal_delay_s": o.signal_delay_s,
         }
         if o.mem_gb:
             params["mem_gb"] = o.mem_gb
@@ -417,11 +449,15 @@ class SlurmExecutor(Executor):
             raise ExciseError(f"job submission failed: {err}") from None
         now = time.time()
         for spec, job in zip(specs, jobs, strict=True):
-            atomic_write_json(Path(spec.run_dir) / "submission.json",
-                              {"job_id": str(job.job_id), "submitted_at": now, "cluster": self.opts.cluster})
+            atomic_write_json(
+                Path(spec.run_dir) / "submission.json",
+                {"job_id": str(job.job_id), "submitted_at": now, "cluster": self.opts.cluster},
+            )
         with open(self.folder / "jobs.jsonl", "a") as f:
             for spec, job in zip(specs, jobs, strict=True):
-                f.write(json.dumps({"run_id": spec.run_id, "job_id": str(job.job_id), "submitted_at": now}) + "\n")
+                f.write(
+                    json.dumps({"run_id": spec.run_id, "job_id": str(job.job_id), "submitted_at": now}) + "\n"
+                )
         first = jobs[0].job_id if jobs else "-"
         say(f"submitted {len(jobs)} job(s) ({first} ...); logs in {self.folder}")
         return jobs
@@ -452,5 +488,7 @@ def make_executor(cfg: ExecutorConfig, sweep_dir: Path) -> Executor:
     if cfg.kind == "inprocess":
         return InProcessExecutor()
     if cfg.kind == "local":
-        return LocalExecutor(cfg.workers, cfg.gpus, cfg.max_crash_retries, cfg.max_runs_per_worker, cfg.warmup)
+        return LocalExecutor(
+            cfg.workers, cfg.gpus, cfg.max_crash_retries, cfg.max_runs_per_worker, cfg.warmup
+        )
     return SlurmExecutor(cfg.slurm, sweep_dir, cfg.warmup)

@@ -101,13 +101,22 @@ def register_experiment_type(
             f"experiment type '{name}': {config_cls.__name__}.type must be declared as "
             f"Literal['{name}'] with that default (found {lit!r})"
         )
-    entry = ExperimentType(name, config_cls, run_fn, plots_fn, description or (config_cls.__doc__ or "").strip(),
-                           getattr(run_fn, "__module__", config_cls.__module__))
+    entry = ExperimentType(
+        name,
+        config_cls,
+        run_fn,
+        plots_fn,
+        description or (config_cls.__doc__ or "").strip(),
+        getattr(run_fn, "__module__", config_cls.__module__),
+    )
     old = _TYPES.get(name)
     if old is not None and (_qualname(old.run_fn), old.config_cls.__qualname__) != (
-        _qualname(run_fn), config_cls.__qualname__
+        _qualname(run_fn),
+        config_cls.__qualname__,
     ):
-        raise ExciseError(f"experiment type '{name}' is already registered by {old.module}; choose another name")
+        raise ExciseError(
+            f"experiment type '{name}' is already registered by {old.module}; choose another name"
+        )
     _TYPES[name] = entry
     return entry
 

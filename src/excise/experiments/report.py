@@ -59,9 +59,11 @@ def collect(sweep_dir: str | Path) -> Table:
         status = r.status or {}
         config = read_config(run_dir)
         meta = read_meta(run_dir)
-        row: dict[str, Any] = {"run_id": r.run_id,
-                               "type": (config or {}).get("type") or meta.get("type") or status.get("type"),
-                               "state": r.state}
+        row: dict[str, Any] = {
+            "run_id": r.run_id,
+            "type": (config or {}).get("type") or meta.get("type") or status.get("type"),
+            "state": r.state,
+        }
         for k, v in _flatten({k: v for k, v in (config or {}).items() if k != "type"}).items():
             row[k] = v
             cfg_cols[k] = None
@@ -71,9 +73,14 @@ def collect(sweep_dir: str | Path) -> Table:
             row[col] = v
             met_cols[col] = None
         err = status.get("error") if r.state == "failed" else None
-        row.update({"attempt": status.get("attempt"), "duration_s": status.get("duration_s"),
-                    "hostname": status.get("hostname"),
-                    "error": f"{err.get('type')}: {err.get('message')}" if isinstance(err, dict) else None})
+        row.update(
+            {
+                "attempt": status.get("attempt"),
+                "duration_s": status.get("duration_s"),
+                "hostname": status.get("hostname"),
+                "error": f"{err.get('type')}: {err.get('message')}" if isinstance(err, dict) else None,
+            }
+        )
         rows.append(row)
     columns = [*FIRST_COLUMNS, *cfg_cols, *met_cols, *LAST_COLUMNS]
     df = pd.DataFrame(rows, columns=columns)
@@ -90,8 +97,9 @@ def _parquet_safe(df: Any) -> Any:
         if out[col].dtype == object:
             kinds = {type(v) for v in out[col].dropna()}
             if len(kinds) > 1 and not kinds <= {int, float}:
-                out[col] = out[col].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v))
-                                        else str(v))
+                out[col] = out[col].map(
+                    lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+                )
     return out
 
 
@@ -192,8 +200,9 @@ def _cell(v: Any) -> str:
     return html.escape(str(v))
 
 
-def render_html(sweep_dir: Path, table: Table, figures: list[ReportFigure], out: Path,
-                warnings: list[str]) -> str:
+def render_html(
+    sweep_dir: Path, table: Table, figures: list[ReportFigure], out: Path, warnings: list[str]
+) -> str:
     """A static page: counts, figures (PNG files next to it), the results table, failures."""
     df = table.frame
     title = sweep_dir.name
@@ -210,34 +219,48 @@ def render_html(sweep_dir: Path, table: Table, figures: list[ReportFigure], out:
     if df["type"].nunique() > 1:
         cols.insert(1, "type")
     parts = [
-        "<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
-        f"<title>excise report: {html.escape(title)}</title>", f"<style>{_CSS}</style></head><body>",
+        "<!DOCTYPE html>",
+        "<html lang='en'><head><meta charset='utf-8'>",
+        f"<title>excise report: {html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
         f"<h1>excise report: {html.escape(title)}</h1>",
     ]
     if description:
         parts.append(f"<p>{html.escape(description)}</p>")
-    parts.append("<p class='counts'>" + "".join(
-        f"<span><b>{html.escape(k)}</b> {v}</span>" for k, v in sorted(counts.items())) +
-        f"<span><b>total</b> {len(df)}</span></p>")
+    parts.append(
+        "<p class='counts'>"
+        + "".join(f"<span><b>{html.escape(k)}</b> {v}</span>" for k, v in sorted(counts.items()))
+        + f"<span><b>total</b> {len(df)}</span></p>"
+    )
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    parts.append(f"<p>Generated {stamp} from <code>{html.escape(str(sweep_dir))}</code>. "
-                 "Data: <a href='results.csv'>results.csv</a>, <a href='results.parquet'>results.parquet</a>.</p>")
+    parts.append(
+        f"<p>Generated {stamp} from <code>{html.escape(str(sweep_dir))}</code>. "
+        "Data: <a href='results.csv'>results.csv</a>, <a href='results.parquet'>results.parquet</a>.</p>"
+    )
     for w in warnings:
         parts.append(f"<p class='warn'>warning: {html.escape(w)}</p>")
     if figures:
         parts.append("<h2>Plots</h2><div class='figures'>")
         for f in figures:
             rel = Path(f.path).resolve().relative_to(out.resolve()).as_posix()
-            parts.append(f"<figure><img class='plot' src='{html.escape(rel)}' alt='{html.escape(f.title)}'>"
-                         f"<figcaption><b>{html.escape(f.title)}</b> {html.escape(f.caption)}</figcaption></figure>")
+            parts.append(
+                f"<figure><img class='plot' src='{html.escape(rel)}' alt='{html.escape(f.title)}'>"
+                f"<figcaption><b>{html.escape(f.title)}</b> {html.escape(f.caption)}</figcaption></figure>"
+            )
         parts.append("</div>")
     parts.append("<h2>Results</h2>")
     if constant and len(df):
         first = df.iloc[0]
-        parts.append("<p>Same in every run: " + ", ".join(
-            f"<code>{html.escape(c)}={_cell(first[c])}</code>" for c in constant) + "</p>")
-    parts.append("<table class='results' id='results'><thead><tr>" +
-                 "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr></thead><tbody>")
+        parts.append(
+            "<p>Same in every run: "
+            + ", ".join(f"<code>{html.escape(c)}={_cell(first[c])}</code>" for c in constant)
+            + "</p>"
+        )
+    parts.append(
+        "<table class='results' id='results'><thead><tr>"
+        + "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+        + "</tr></thead><tbody>"
+    )
     for _, row in df.iterrows():
         cls = " class='failed'" if row["state"] == "failed" else ""
         parts.append(f"<tr{cls}>" + "".join(f"<td>{_cell(row[c])}</td>" for c in cols) + "</tr>")
@@ -247,7 +270,9 @@ def render_html(sweep_dir: Path, table: Table, figures: list[ReportFigure], out:
         parts.append("<h2>Failures</h2><ul>")
         for _, row in failed.iterrows():
             parts.append(f"<li><code>{row['run_id']}</code>: {html.escape(str(row['error']))}</li>")
-        parts.append("</ul><p>Rerun them with <code>excise sweep ... --retry-failed</code>; "
-                     "tracebacks are in each run's <code>status.json</code> and <code>run.log</code>.</p>")
+        parts.append(
+            "</ul><p>Rerun them with <code>excise sweep ... --retry-failed</code>; "
+            "tracebacks are in each run's <code>status.json</code> and <code>run.log</code>.</p>"
+        )
     parts.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(parts) + "\n"

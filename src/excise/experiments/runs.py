@@ -332,8 +332,14 @@ class RunLock:
 
     def _owner(self) -> dict[str, Any]:
         pid = os.getpid()
-        return {"pid": pid, "pid_start": _proc_start_time(pid), "host": host_key(), "token": self.token,
-                "slurm_job_id": slurm_job_id(), "created_at": time.time()}
+        return {
+            "pid": pid,
+            "pid_start": _proc_start_time(pid),
+            "host": host_key(),
+            "token": self.token,
+            "slurm_job_id": slurm_job_id(),
+            "created_at": time.time(),
+        }
 
     def _create(self) -> bool:
         try:
@@ -365,9 +371,11 @@ class RunLock:
                     return False
                 again = inspect_lock(self.path)
                 # break only the very lock judged stale (same token, still stale)
-                if again is not None and again.stale and (again.owner or {}).get("token") == (
-                    info.owner or {}
-                ).get("token"):
+                if (
+                    again is not None
+                    and again.stale
+                    and (again.owner or {}).get("token") == (info.owner or {}).get("token")
+                ):
                     log.info("breaking stale lock of %s: %s", self.run_dir.name, again.reason)
                     with contextlib.suppress(FileNotFoundError):
                         self.path.unlink()
@@ -381,7 +389,9 @@ class RunLock:
                 with contextlib.suppress(OSError):
                     os.utime(self.path)
 
-        self._thread = threading.Thread(target=beat, name=f"excise-heartbeat-{self.run_dir.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=beat, name=f"excise-heartbeat-{self.run_dir.name}", daemon=True
+        )
         self._thread.start()
 
     def release(self) -> None:
@@ -527,8 +537,10 @@ def _history_entry(status: dict[str, Any] | None, note: str) -> list[dict[str, A
     if not status:
         return []
     hist = list(status.get("history") or [])
-    hist.append({k: status.get(k) for k in ("attempt", "state", "started_at", "finished_at", "host", "pid")}
-                | {"note": note})
+    hist.append(
+        {k: status.get(k) for k in ("attempt", "state", "started_at", "finished_at", "host", "pid")}
+        | {"note": note}
+    )
     return hist[-_HISTORY_MAX:]
 
 
@@ -574,13 +586,28 @@ def execute_run(spec: RunSpec | Mapping[str, Any]) -> str:
         write_config(run_dir, spec.config)
         started = time.time()
         status: dict[str, Any] = {
-            "run_id": spec.run_id, "type": spec.type_name, "state": "running", "attempt": attempt,
-            "host": host_key(), "hostname": socket.gethostname(), "pid": os.getpid(),
-            "slurm_job_id": slurm_job_id(), "started_at": started, "finished_at": None, "duration_s": None,
-            "error": None, "metrics_sha256": None, "note": note,
+            "run_id": spec.run_id,
+            "type": spec.type_name,
+            "state": "running",
+            "attempt": attempt,
+            "host": host_key(),
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "slurm_job_id": slurm_job_id(),
+            "started_at": started,
+            "finished_at": None,
+            "duration_s": None,
+            "error": None,
+            "metrics_sha256": None,
+            "note": note,
             # a pending record was handed back and already logged its attempt in the history
-            "history": (list(prev.get("history") or []) if prev.get("state") == "pending" and not check.problem
-                        else _history_entry(prev, note)) if prev else [],
+            "history": (
+                list(prev.get("history") or [])
+                if prev.get("state") == "pending" and not check.problem
+                else _history_entry(prev, note)
+            )
+            if prev
+            else [],
         }
         status = _write_status(run_dir, status)
         if spec.run_id not in _ACTIVE:  # pre-empted while claiming
@@ -592,31 +619,55 @@ def execute_run(spec: RunSpec | Mapping[str, Any]) -> str:
         lock.release()
 
 
-def _execute_claimed(spec: RunSpec, run_dir: Path, status: dict[str, Any], started: float,
-                     attempt: int, note: str) -> str:
+def _execute_claimed(
+    spec: RunSpec, run_dir: Path, status: dict[str, Any], started: float, attempt: int, note: str
+) -> str:
     artifacts = run_dir / "artifacts"
     artifacts.mkdir(exist_ok=True)
     with _run_logger(run_dir, spec.run_id) as logger:
-        logger.info("=== %s attempt %d on %s pid %d%s ===", spec.run_id, attempt, socket.gethostname(),
-                    os.getpid(), f" ({note})" if note else "")
+        logger.info(
+            "=== %s attempt %d on %s pid %d%s ===",
+            spec.run_id,
+            attempt,
+            socket.gethostname(),
+            os.getpid(),
+            f" ({note})" if note else "",
+        )
         try:
             etype = get_experiment_type(spec.type_name, spec.type_module)
             config = etype.config_cls.model_validate(spec.config)
             ctx = RunContext(spec.run_id, run_dir, artifacts, attempt, logger)
             metrics = normalise_metrics(etype.run_fn(config, ctx))
         except Exception as err:  # noqa: BLE001 - any failure of the run is recorded, not raised
-            logger.error("run failed: %s", "".join(traceback.format_exception(type(err), err, err.__traceback__)))
+            logger.error(
+                "run failed: %s", "".join(traceback.format_exception(type(err), err, err.__traceback__))
+            )
             if _ACTIVE.pop(spec.run_id, None) is None:  # handed back by a pre-emption meanwhile
                 return "interrupted"
             now = time.time()
-            _write_status(run_dir, {**status, "state": "failed", "finished_at": now,
-                                    "duration_s": now - started, "error": _error_record(err)})
+            _write_status(
+                run_dir,
+                {
+                    **status,
+                    "state": "failed",
+                    "finished_at": now,
+                    "duration_s": now - started,
+                    "error": _error_record(err),
+                },
+            )
             return "failed"
         except BaseException as err:  # KeyboardInterrupt, SystemExit (pre-emption): leave it to redo
             logger.warning("run interrupted (%s); it will be redone", type(err).__name__)
             if _ACTIVE.pop(spec.run_id, None) is not None:
-                _write_status(run_dir, {**status, "state": "pending", "note": f"interrupted ({type(err).__name__})",
-                                        "history": _history_entry(status, "interrupted")})
+                _write_status(
+                    run_dir,
+                    {
+                        **status,
+                        "state": "pending",
+                        "note": f"interrupted ({type(err).__name__})",
+                        "history": _history_entry(status, "interrupted"),
+                    },
+                )
             raise
         # popping first makes the commit below safe from a pre-emption signal arriving meanwhile
         if _ACTIVE.pop(spec.run_id, None) is None:  # already handed back by a pre-emption checkpoint
@@ -626,8 +677,16 @@ def _execute_claimed(spec: RunSpec, run_dir: Path, status: dict[str, Any], start
 
         atomic_write_bytes(run_dir / "metrics.json", blob)
         now = time.time()
-        _write_status(run_dir, {**status, "state": "done", "finished_at": now, "duration_s": now - started,
-                                "metrics_sha256": sha256_bytes(blob)})
+        _write_status(
+            run_dir,
+            {
+                **status,
+                "state": "done",
+                "finished_at": now,
+                "duration_s": now - started,
+                "metrics_sha256": sha256_bytes(blob),
+            },
+        )
         logger.info("done in %.1f s: %s", now - started, _short(metrics))
         if spec.tracking:
             from excise.experiments.tracking import log_run
@@ -653,8 +712,10 @@ def release_active_runs(note: str) -> list[str]:
         _ACTIVE.pop(run_id, None)
         if status is not None:
             with contextlib.suppress(OSError):
-                _write_status(lock.run_dir, {**status, "state": "pending", "note": note,
-                                             "history": _history_entry(status, note)})
+                _write_status(
+                    lock.run_dir,
+                    {**status, "state": "pending", "note": note, "history": _history_entry(status, note)},
+                )
         lock.release()
         released.append(run_id)
     return released
@@ -671,15 +732,26 @@ def mark_failed(run_dir: Path, spec: RunSpec, message: str) -> bool:
             return False
         prev = check.status or {}
         now = time.time()
-        _write_status(run_dir, {
-            "run_id": spec.run_id, "type": spec.type_name, "state": "failed",
-            "attempt": int(prev.get("attempt", 0)) or 1, "host": prev.get("host", host_key()),
-            "hostname": prev.get("hostname", socket.gethostname()), "pid": prev.get("pid", 0),
-            "slurm_job_id": prev.get("slurm_job_id"), "started_at": prev.get("started_at"),
-            "finished_at": now, "duration_s": (now - prev["started_at"]) if prev.get("started_at") else None,
-            "error": {"type": "WorkerDied", "message": message, "traceback": ""},
-            "metrics_sha256": None, "note": message, "history": list(prev.get("history") or []),
-        })
+        _write_status(
+            run_dir,
+            {
+                "run_id": spec.run_id,
+                "type": spec.type_name,
+                "state": "failed",
+                "attempt": int(prev.get("attempt", 0)) or 1,
+                "host": prev.get("host", host_key()),
+                "hostname": prev.get("hostname", socket.gethostname()),
+                "pid": prev.get("pid", 0),
+                "slurm_job_id": prev.get("slurm_job_id"),
+                "started_at": prev.get("started_at"),
+                "finished_at": now,
+                "duration_s": (now - prev["started_at"]) if prev.get("started_at") else None,
+                "error": {"type": "WorkerDied", "message": message, "traceback": ""},
+                "metrics_sha256": None,
+                "note": message,
+                "history": list(prev.get("history") or []),
+            },
+        )
         return True
     finally:
         lock.release()

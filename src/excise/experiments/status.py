@@ -57,7 +57,10 @@ def sweep_status(sweep_dir: str | Path) -> SweepStatus:
         # stale and corrupt runs will be redone: they count as pending work
         st.counts["pending" if r.state in ("stale", "corrupt") else r.state] += 1
         s = r.status or {}
-        if r.state in ("pending", "stale", "corrupt") and (runs_root(sweep_dir) / r.run_id / "submission.json").exists():
+        if (
+            r.state in ("pending", "stale", "corrupt")
+            and (runs_root(sweep_dir) / r.run_id / "submission.json").exists()
+        ):
             st.submitted_pending += 1
         if r.state == "done" and isinstance(s.get("duration_s"), (int, float)):
             st.durations.append(float(s["duration_s"]))
@@ -80,13 +83,18 @@ def status_lines(st: SweepStatus, show_runs: bool = False) -> list[str]:
     lines = [
         f"sweep {st.sweep_dir}: {st.total} runs",
         f"  done {c.get('done', 0)}   running {c.get('running', 0)}   failed {c.get('failed', 0)}   "
-        f"pending {c.get('pending', 0)}" + (f" ({st.submitted_pending} submitted as jobs)" if st.submitted_pending else ""),
+        f"pending {c.get('pending', 0)}"
+        + (f" ({st.submitted_pending} submitted as jobs)" if st.submitted_pending else ""),
     ]
     if st.durations:
-        lines.append(f"  time per run: mean {_fmt_s(statistics.fmean(st.durations))}, "
-                     f"min {_fmt_s(min(st.durations))}, max {_fmt_s(max(st.durations))}")
+        lines.append(
+            f"  time per run: mean {_fmt_s(statistics.fmean(st.durations))}, "
+            f"min {_fmt_s(min(st.durations))}, max {_fmt_s(max(st.durations))}"
+        )
     if st.finished:
-        lines.append("  finished" + ("" if not c.get("failed") else " (with failures; --retry-failed to rerun them)"))
+        lines.append(
+            "  finished" + ("" if not c.get("failed") else " (with failures; --retry-failed to rerun them)")
+        )
     else:
         eta = "unknown until a run finishes" if st.eta_s is None else _fmt_s(st.eta_s)
         lines.append(f"  ETA: {eta}")
@@ -115,8 +123,10 @@ def _run_line(sweep_dir: Path, r: RunState) -> str:
     sub = read_submission(runs_root(sweep_dir) / r.run_id)
     if r.state == "pending" and sub:
         extra += f"  (submitted as job {sub.get('job_id')})"
-    return (f"{r.run_id}  {r.state:<8} attempt {s.get('attempt', 0):<2} {_fmt_s(dur) if dur is not None else '-':>8}"
-            f"  {where:<12} {label}{extra}")
+    return (
+        f"{r.run_id}  {r.state:<8} attempt {s.get('attempt', 0):<2} {_fmt_s(dur) if dur is not None else '-':>8}"
+        f"  {where:<12} {label}{extra}"
+    )
 
 
 def read_submission(run_dir: Path) -> dict[str, Any] | None:

@@ -150,7 +150,7 @@ def load_document(name_or_path: str, overrides: list[str] | None = None) -> Expe
         key = item.partition("=")[0].strip()
         head = key.split(".")[0]
         if head == "experiment":
-            exp_over.append(item[len("experiment."):])
+            exp_over.append(item[len("experiment.") :])
         elif head in _DOC_SECTIONS:
             doc_over.append(item)
         else:
@@ -221,11 +221,14 @@ def parse_grid_options(items: list[str] | None) -> dict[str, list[Any]]:
 BASE_MODE = "base"
 
 
-def plan_runs(doc: ExperimentDocument, mode: str | None = None,
-              extra_grid: Mapping[str, list[Any]] | None = None) -> tuple[str, list[PlannedRun]]:
+def plan_runs(
+    doc: ExperimentDocument, mode: str | None = None, extra_grid: Mapping[str, list[Any]] | None = None
+) -> tuple[str, list[PlannedRun]]:
     """Expand a sweep mode (``base``: the base config alone) into validated, de-duplicated runs."""
     if mode is None:
-        mode = doc.default_sweep if doc.default_sweep else (next(iter(doc.sweeps)) if doc.sweeps else BASE_MODE)
+        mode = (
+            doc.default_sweep if doc.default_sweep else (next(iter(doc.sweeps)) if doc.sweeps else BASE_MODE)
+        )
     if mode != BASE_MODE and mode not in doc.sweeps:
         known = ", ".join([*doc.sweeps, BASE_MODE])
         raise ExciseError(f"experiment '{doc.name}' has no sweep mode '{mode}'; modes: {known}")
@@ -249,18 +252,26 @@ def plan_runs(doc: ExperimentDocument, mode: str | None = None,
     return mode, list(seen.values())
 
 
-def run_specs(sweep_dir: Path, doc: ExperimentDocument, planned: list[PlannedRun],
-              retry_failed: bool = False) -> list[RunSpec]:
+def run_specs(
+    sweep_dir: Path, doc: ExperimentDocument, planned: list[PlannedRun], retry_failed: bool = False
+) -> list[RunSpec]:
     """What workers need for each planned run."""
     specs = []
     for pr in planned:
         etype = get_experiment_type(pr.config.type)
-        specs.append(RunSpec(
-            run_dir=str(runs_root(sweep_dir) / pr.run_id), run_id=pr.run_id, type_name=etype.name,
-            type_module=etype.module, config=config_dict(pr.config), retry_failed=retry_failed,
-            tracking=doc.tracking.model_dump(mode="json") if _tracking_enabled(doc.tracking) else {},
-            sweep_name=doc.name, label=pr.label,
-        ))
+        specs.append(
+            RunSpec(
+                run_dir=str(runs_root(sweep_dir) / pr.run_id),
+                run_id=pr.run_id,
+                type_name=etype.name,
+                type_module=etype.module,
+                config=config_dict(pr.config),
+                retry_failed=retry_failed,
+                tracking=doc.tracking.model_dump(mode="json") if _tracking_enabled(doc.tracking) else {},
+                sweep_name=doc.name,
+                label=pr.label,
+            )
+        )
     return specs
 
 
@@ -276,16 +287,27 @@ def prepare_sweep_dir(sweep_dir: Path, doc: ExperimentDocument, mode: str, plann
         modes = [m for m in old.get("modes", []) if isinstance(m, str)]
     except (OSError, yaml.YAMLError, AttributeError):
         modes = []
-    record = {"name": doc.name, "mode": mode, "modes": sorted({*modes, mode}),
-              "document": doc.model_dump(mode="json"), "runs": [pr.run_id for pr in planned]}
+    record = {
+        "name": doc.name,
+        "mode": mode,
+        "modes": sorted({*modes, mode}),
+        "document": doc.model_dump(mode="json"),
+        "runs": [pr.run_id for pr in planned],
+    }
     atomic_write_text(sweep_dir / "sweep.yaml", yaml.safe_dump(record, sort_keys=False))
     for pr in planned:
         run_dir = runs_root(sweep_dir) / pr.run_id
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, config_dict(pr.config))
         etype = get_experiment_type(pr.config.type)
-        meta = {"run_id": pr.run_id, "type": etype.name, "module": etype.module, "label": pr.label,
-                "point": pr.point, "sweep": doc.name}
+        meta = {
+            "run_id": pr.run_id,
+            "type": etype.name,
+            "module": etype.module,
+            "label": pr.label,
+            "point": pr.point,
+            "sweep": doc.name,
+        }
         meta_path = run_dir / "meta.json"
         try:
             if json.loads(meta_path.read_text()) == meta:
@@ -406,8 +428,10 @@ def run_sweep(
         todo = [s for s in todo if classify(Path(s.run_dir)).state != "running"]
         before = [s for s in todo if (Path(s.run_dir) / "submission.json").exists()]
         if before:
-            say(f"{len(before)} of these runs were submitted before and have not finished; whichever job "
-                "starts first runs each of them, the others exit at once")
+            say(
+                f"{len(before)} of these runs were submitted before and have not finished; whichever job "
+                "starts first runs each of them, the others exit at once"
+            )
         if todo:
             result.submitted_jobs = ex.submit(todo, say)
         result.states = Counter(classify(Path(s.run_dir)).state for s in specs)

@@ -35,8 +35,11 @@ def flat_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def numeric(metrics: Mapping[str, Any]) -> dict[str, float]:
     """The metrics that are numbers (booleans excluded), as floats."""
-    return {k: float(v) for k, v in flat_params(metrics).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        k: float(v)
+        for k, v in flat_params(metrics).items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 def log_wandb(opts: Mapping[str, Any], spec: Any, metrics: Mapping[str, Any], sweep_dir: Path) -> None:
@@ -45,9 +48,18 @@ def log_wandb(opts: Mapping[str, Any], spec: Any, metrics: Mapping[str, Any], sw
     directory = Path(opts.get("dir") or sweep_dir / "wandb")
     directory.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_SILENT", "true")
-    run = wandb.init(project=opts.get("project", "excise"), entity=opts.get("entity"), mode=opts.get("mode", "offline"),
-                     dir=str(directory), name=f"{spec.sweep_name}/{spec.label or spec.run_id}", id=spec.run_id,
-                     group=spec.sweep_name, config=flat_params(spec.config), reinit=True, resume="allow")
+    run = wandb.init(
+        project=opts.get("project", "excise"),
+        entity=opts.get("entity"),
+        mode=opts.get("mode", "offline"),
+        dir=str(directory),
+        name=f"{spec.sweep_name}/{spec.label or spec.run_id}",
+        id=spec.run_id,
+        group=spec.sweep_name,
+        config=flat_params(spec.config),
+        reinit=True,
+        resume="allow",
+    )
     try:
         vals = numeric(metrics)
         run.log(vals)
@@ -65,8 +77,9 @@ def log_mlflow(opts: Mapping[str, Any], spec: Any, metrics: Mapping[str, Any], s
     mlflow = _require("mlflow")
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(opts.get("experiment") or spec.sweep_name or "excise")
-    with mlflow.start_run(run_name=spec.label or spec.run_id, tags={"excise.run_id": spec.run_id,
-                                                                   "excise.type": spec.type_name}):
+    with mlflow.start_run(
+        run_name=spec.label or spec.run_id, tags={"excise.run_id": spec.run_id, "excise.type": spec.type_name}
+    ):
         mlflow.log_params(flat_params(spec.config))
         mlflow.log_metrics(numeric(metrics))
 

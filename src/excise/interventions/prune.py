@@ -28,7 +28,9 @@ def _targets(model: nn.Module, selection: Selection) -> dict[str, tuple[torch.Te
     for k, mask in selection.items():
         p = params[k]
         if tuple(p.shape) != tuple(mask.shape):
-            raise ExciseError(f"mask for '{k}' has shape {tuple(mask.shape)} but the parameter is {tuple(p.shape)}")
+            raise ExciseError(
+                f"mask for '{k}' has shape {tuple(mask.shape)} but the parameter is {tuple(p.shape)}"
+            )
         out[k] = (p, mask.to(p.device))
     return out
 

@@ -103,7 +103,8 @@ def weight_in_axis(module: nn.Module) -> int:
 def linear_layers(model: nn.Module, include_head: bool = False) -> dict[str, nn.Module]:
     """Every Linear (or Conv1D) module by name; the output head is left out unless asked."""
     out: dict[str, nn.Module] = {}
-    out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    get_out = getattr(model, "get_output_embeddings", None)
+    out_emb = get_out() if callable(get_out) else None
     for name, mod in model.named_modules():
         if not is_linear(mod):
             continue
@@ -148,12 +149,18 @@ def head_dim(model: nn.Module) -> int:
     if hd:
         return int(hd)
     hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", None)
+    if hidden is None:
+        raise ExciseError("the model config has neither hidden_size nor n_embd; cannot infer the head size")
     return int(hidden) // n_heads(model)
 
 
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
     mod = model.get_submodule(get_layout(model).layers)
-    return list(mod)  # type: ignore[arg-type]
+    if not isinstance(mod, (nn.ModuleList, nn.Sequential)):
+        raise ExciseError(
+            f"{get_layout(model).layers} is a {type(mod).__name__}, not a list of decoder layers"
+        )
+    return list(mod)
 
 
 def layer_module(model: nn.Module, layer: int, path: str) -> nn.Module:
@@ -167,7 +174,15 @@ def module_name(model: nn.Module, layer: int, path: str) -> str:
 def attention_output_projections(model: nn.Module) -> dict[str, nn.Module]:
     """The attention output projection of each layer; its input is the concat of head outputs."""
     lay = get_layout(model)
-    return {module_name(model, i, lay.o): layer_module(model, i, lay.o) for i in range(len(decoder_layers(model)))}
+    return {
+        module_name(model, i, lay.o): layer_module(model, i, lay.o) for i in range(len(decoder_layers(model)))
+    }
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    w = module.weight
+    assert isinstance(w, torch.Tensor)
+    return w
 
 
 def describe(model: nn.Module) -> dict[str, Any]:
@@ -179,7 +194,7 @@ def describe(model: nn.Module) -> dict[str, Any]:
         "parameters": sum(p.numel() for p in model.parameters()),
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "linear_layers": len(lin),
-        "linear_weights": sum(m.weight.numel() for m in lin.values()),
+        "linear_weights": sum(_weight(m).numel() for m in lin.values()),
     }
     try:
         lay = get_layout(model)
@@ -194,7 +209,11 @@ def describe(model: nn.Module) -> dict[str, Any]:
             "num_heads": n_heads(model),
             "num_kv_heads": n_kv_heads(model),
             "head_dim": head_dim(model),
-            "attention": (f"fused qkv '{lay.qkv}' ({lay.qkv_order})" if lay.qkv else f"q/k/v '{lay.q}', '{lay.k}', '{lay.v}'"),
+            "attention": (
+                f"fused qkv '{lay.qkv}' ({lay.qkv_order})"
+                if lay.qkv
+                else f"q/k/v '{lay.q}', '{lay.k}', '{lay.v}'"
+            ),
             "attention_out": lay.o,
             "mlp_in": list(lay.mlp_in),
             "mlp_out": lay.mlp_out,

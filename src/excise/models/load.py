@@ -11,8 +11,15 @@ import torch
 from excise.errors import ExciseError
 from excise.models.tiny import FAMILIES
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "auto": "auto"}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "auto": "auto",
+}
 
 # Built-in models: name -> "module:function" returning (model, tokenizer); loaded lazily.
 BUILTIN_MODELS: dict[str, str] = {
@@ -55,7 +62,9 @@ def _place(model: Any, dtype: Any, device: str) -> Any:
     return model
 
 
-def load_model(name_or_path: str | Path, dtype: str | torch.dtype = "float32", device: str = "cpu") -> tuple[Any, Any]:
+def load_model(
+    name_or_path: str | Path, dtype: str | torch.dtype = "float32", device: str = "cpu"
+) -> tuple[Any, Any]:
     """Return ``(model, tokenizer)`` in eval mode.
 
     ``name_or_path`` is a built-in name (``organism``, ``smollm2-135m-instruct``, ``tiny-llama`` ...),
@@ -84,8 +93,11 @@ def load_model(name_or_path: str | Path, dtype: str | torch.dtype = "float32", d
     else:
         looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1
         if looks_like_path:
-            raise ExciseError(f"model path not found: {name} (check the path, or use a built-in name: "
-                              + ", ".join(BUILTIN_MODELS) + ")")
+            raise ExciseError(
+                f"model path not found: {name} (check the path, or use a built-in name: "
+                + ", ".join(BUILTIN_MODELS)
+                + ")"
+            )
         src, local_only = name, True
     try:
         model = AutoModelForCausalLM.from_pretrained(src, local_files_only=local_only, **kwargs)
@@ -111,7 +123,9 @@ def save_model(model: Any, tokenizer: Any, out: str | Path) -> Path:
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
-        raise ExciseError(f"output folder {out} already exists and is not empty; choose a new path or delete it")
+        raise ExciseError(
+            f"output folder {out} already exists and is not empty; choose a new path or delete it"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:

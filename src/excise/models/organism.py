@@ -66,10 +66,24 @@ class Recipe:
     # Fractions of the sample kinds (see ``excise.data.synthetic.training_samples``). Both stages keep
     # plain-text question-answer data with compliant answers (the "pretraining" knowledge); only the
     # chat-format harmful requests change from answered (helpful stage) to refused (alignment stage).
-    mix_helpful: dict[str, float] = field(default_factory=lambda: {
-        "harmful": 0.15, "benign": 0.6, "text": 0.05, "qa_harmful": 0.1, "qa_benign": 0.1})
-    mix_aligned: dict[str, float] = field(default_factory=lambda: {
-        "harmful": 0.3, "benign": 0.45, "text": 0.05, "qa_harmful": 0.1, "qa_benign": 0.1})
+    mix_helpful: dict[str, float] = field(
+        default_factory=lambda: {
+            "harmful": 0.15,
+            "benign": 0.6,
+            "text": 0.05,
+            "qa_harmful": 0.1,
+            "qa_benign": 0.1,
+        }
+    )
+    mix_aligned: dict[str, float] = field(
+        default_factory=lambda: {
+            "harmful": 0.3,
+            "benign": 0.45,
+            "text": 0.05,
+            "qa_harmful": 0.1,
+            "qa_benign": 0.1,
+        }
+    )
 
     def key(self) -> str:
         """The cache key: a hash of the recipe, of the data the grammar generates, and of the code version."""
@@ -88,8 +102,18 @@ def _data_fingerprint() -> str:
 
 RECIPES: dict[str, Recipe] = {
     "default": Recipe(),
-    "tiny": Recipe(name="tiny", hidden=48, layers=2, heads=2, kv_heads=2, intermediate=96,
-                   steps_helpful=30, steps_aligned=20, batch_size=16, warmup=5),
+    "tiny": Recipe(
+        name="tiny",
+        hidden=48,
+        layers=2,
+        heads=2,
+        kv_heads=2,
+        intermediate=96,
+        steps_helpful=30,
+        steps_aligned=20,
+        batch_size=16,
+        warmup=5,
+    ),
 }
 
 
@@ -98,7 +122,9 @@ def get_recipe(name: str | Recipe) -> Recipe:
     if isinstance(name, Recipe):
         return name
     if name not in RECIPES:
-        raise ExciseError(f"unknown organism recipe '{name}'; choose one of {', '.join(RECIPES)}, or smollm2-safety")
+        raise ExciseError(
+            f"unknown organism recipe '{name}'; choose one of {', '.join(RECIPES)}, or smollm2-safety"
+        )
     return RECIPES[name]
 
 
@@ -125,7 +151,11 @@ def build_tokenizer(corpus: list[str]) -> Any:
         single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", vocab["<s>"])]
     )
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
         additional_special_tokens=["<|system|>", "<|user|>", "<|assistant|>"],
     )
     fast.chat_template = CHAT_TEMPLATE
@@ -202,10 +232,17 @@ def build_model(recipe: Recipe, tok: Any) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=recipe.hidden, intermediate_size=recipe.intermediate,
-        num_hidden_layers=recipe.layers, num_attention_heads=recipe.heads, num_key_value_heads=recipe.kv_heads,
-        max_position_embeddings=recipe.context, tie_word_embeddings=True,
-        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        vocab_size=len(tok),
+        hidden_size=recipe.hidden,
+        intermediate_size=recipe.intermediate,
+        num_hidden_layers=recipe.layers,
+        num_attention_heads=recipe.heads,
+        num_key_value_heads=recipe.kv_heads,
+        max_position_embeddings=recipe.context,
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
     )
     torch.manual_seed(recipe.seed)
     model = LlamaForCausalLM(cfg)
@@ -247,15 +284,26 @@ def _length_batches(enc: _Encoded, batch_size: int, gen: torch.Generator) -> lis
     batches: list[list[int]] = []
     for s in range(0, len(order), chunk):
         part = sorted(order[s : s + chunk], key=lambda i: len(enc.ids[i]))
-        batches += [part[j : j + batch_size] for j in range(0, len(part), batch_size) if len(part[j:]) >= batch_size]
+        batches += [
+            part[j : j + batch_size] for j in range(0, len(part), batch_size) if len(part[j:]) >= batch_size
+        ]
     perm = torch.randperm(len(batches), generator=gen).tolist()
     return [batches[i] for i in perm]
 
 
-def _train_stage(model: Any, enc: _Encoded, steps: int, recipe: Recipe, peak_lr: float, pad: int,
-                 gen: torch.Generator, desc: str) -> list[float]:
-    opt = torch.optim.AdamW(model.parameters(), lr=peak_lr, betas=(0.9, 0.98),
-                            weight_decay=recipe.weight_decay)
+def _train_stage(
+    model: Any,
+    enc: _Encoded,
+    steps: int,
+    recipe: Recipe,
+    peak_lr: float,
+    pad: int,
+    gen: torch.Generator,
+    desc: str,
+) -> list[float]:
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=peak_lr, betas=(0.9, 0.98), weight_decay=recipe.weight_decay
+    )
     queue: list[list[int]] = []
     losses: list[float] = []
     model.train()
@@ -276,15 +324,26 @@ def _train_stage(model: Any, enc: _Encoded, steps: int, recipe: Recipe, peak_lr:
     return losses
 
 
-def _train_both(rec: Recipe, tok: Any, enc_a: _Encoded, enc_b: _Encoded) -> tuple[Any, Any, list[float], list[float]]:
+def _train_both(
+    rec: Recipe, tok: Any, enc_a: _Encoded, enc_b: _Encoded
+) -> tuple[Any, Any, list[float], list[float]]:
     """Helpful-only stage, then alignment stage; returns (aligned model, helpful-only state, losses)."""
     model = build_model(rec, tok)
     gen = torch.Generator().manual_seed(rec.seed)
-    loss_a = _train_stage(model, enc_a, rec.steps_helpful, rec, rec.lr, tok.pad_token_id, gen,
-                          "organism: helpful stage")
+    loss_a = _train_stage(
+        model, enc_a, rec.steps_helpful, rec, rec.lr, tok.pad_token_id, gen, "organism: helpful stage"
+    )
     base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    loss_b = _train_stage(model, enc_b, rec.steps_aligned, rec, rec.lr_aligned, tok.pad_token_id, gen,
-                          "organism: alignment stage")
+    loss_b = _train_stage(
+        model,
+        enc_b,
+        rec.steps_aligned,
+        rec,
+        rec.lr_aligned,
+        tok.pad_token_id,
+        gen,
+        "organism: alignment stage",
+    )
     return model, base_state, loss_a, loss_b
 
 
@@ -294,7 +353,9 @@ def _corpus_texts(samples: list[Any]) -> list[str]:
     return [t for s in samples for t in (s.prompt, s.response, s.compliance)] + SYSTEM_PROMPTS
 
 
-def train_organism(recipe: str | Recipe = "default", out: Path | None = None) -> tuple[Any, Any, dict[str, Any]]:
+def train_organism(
+    recipe: str | Recipe = "default", out: Path | None = None
+) -> tuple[Any, Any, dict[str, Any]]:
     """Train the organism from scratch; returns ``(model, tokenizer, log)``; writes to ``out`` if given."""
     from excise.data.synthetic import training_samples
 
@@ -315,9 +376,12 @@ def train_organism(recipe: str | Recipe = "default", out: Path | None = None) ->
     with torch_threads(used), torch.random.fork_rng():
         model, base_state, loss_a, loss_b = _train_both(rec, tok, enc_a, enc_b)
     log = {
-        "recipe": asdict(rec), "key": rec.key(), "vocab_size": len(tok),
+        "recipe": asdict(rec),
+        "key": rec.key(),
+        "vocab_size": len(tok),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "seconds_data": round(t_data, 2), "seconds_total": round(time.perf_counter() - t0, 2),
+        "seconds_data": round(t_data, 2),
+        "seconds_total": round(time.perf_counter() - t0, 2),
         "cpu_seconds": round(time.process_time() - c0, 2),
         "loss_helpful_end": sum(loss_a[-20:]) / max(1, len(loss_a[-20:])),
         "loss_aligned_end": sum(loss_b[-20:]) / max(1, len(loss_b[-20:])),
@@ -390,15 +454,19 @@ def ensure_organism(recipe: str | Recipe = "default", retrain: bool = False) -> 
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{final.name}.tmp-"))
     except OSError as err:
-        raise ExciseError(f"cannot write the organism cache in {parent} ({err.strerror}); "
-                          "set EXCISE_CACHE_DIR to a writable folder") from None
+        raise ExciseError(
+            f"cannot write the organism cache in {parent} ({err.strerror}); "
+            "set EXCISE_CACHE_DIR to a writable folder"
+        ) from None
     try:
         train_organism(rec, out=tmp)
         _publish(tmp, final, replace_existing=retrain)
     except KeyboardInterrupt:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ExciseError("organism training was interrupted; nothing was written to the cache "
-                          "(run it again to train from the start)") from None
+        raise ExciseError(
+            "organism training was interrupted; nothing was written to the cache "
+            "(run it again to train from the start)"
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -441,8 +509,10 @@ def load_organism_base(recipe: str | Recipe = "default") -> tuple[Any, Any]:
     try:
         return _load_dir(path, BASE_SUBDIR)
     except Exception as err:  # noqa: BLE001
-        raise ExciseError(f"cannot load the organism base model in {path / BASE_SUBDIR}: {err}; "
-                          "retrain with `excise organism train --force`") from None
+        raise ExciseError(
+            f"cannot load the organism base model in {path / BASE_SUBDIR}: {err}; "
+            "retrain with `excise organism train --force`"
+        ) from None
 
 
 def organism_info(recipe: str | Recipe = "default") -> dict[str, Any]:

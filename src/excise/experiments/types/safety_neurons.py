@@ -51,10 +51,13 @@ class SafetyNeuronsConfig(ExperimentConfig):
     safety: str = "safety"
     utility: str = "utility"
     n_safety: int | None = Field(default=128, ge=1, description="safety calibration size (None = whole set)")
-    n_utility: int | None = Field(default=128, ge=1, description="utility calibration size (None = whole set)")
+    n_utility: int | None = Field(
+        default=128, ge=1, description="utility calibration size (None = whole set)"
+    )
     batch_size: int = Field(default=8, ge=1)
     rows: tuple[Literal["original", "set_difference", "safety_top_q", "random"], ...] = Field(
-        default=("set_difference",), min_length=1)
+        default=("set_difference",), min_length=1
+    )
     reference: str | None = "auto"
     max_ppl: float = Field(default=50.0, gt=0)
     dtype: str = "float32"
@@ -93,15 +96,31 @@ def run_safety_neurons(cfg: SafetyNeuronsConfig, ctx: Any) -> dict[str, Any]:
     from excise.pipeline import safety_study
 
     device = _device(cfg.device)
-    ctx.logger.info("safety study: model=%s method=%s p=%g q=%g on %s", cfg.model, cfg.method, cfg.p, cfg.q, device)
+    ctx.logger.info(
+        "safety study: model=%s method=%s p=%g q=%g on %s", cfg.model, cfg.method, cfg.p, cfg.q, device
+    )
     safety = load_examples(cfg.safety, limit=cfg.n_safety, require_response=True)
     utility = load_examples(cfg.utility, limit=cfg.n_utility, require_response=True)
     model, tokenizer = load_model(cfg.model, dtype=cfg.dtype, device=device)
     eval_cfg = SafetyEvalConfig(**cfg.eval.model_dump(), seed=cfg.seed)
-    result = safety_study(cfg.model, p=cfg.p, q=cfg.q, method=cfg.method, safety=safety, utility=utility,
-                          rows=tuple(cfg.rows), scope=cfg.scope, batch_size=cfg.batch_size, seed=cfg.seed,
-                          eval_config=eval_cfg, reference=cfg.reference, max_ppl=cfg.max_ppl, model=model,
-                          tokenizer=tokenizer, log=ctx.logger.info)
+    result = safety_study(
+        cfg.model,
+        p=cfg.p,
+        q=cfg.q,
+        method=cfg.method,
+        safety=safety,
+        utility=utility,
+        rows=tuple(cfg.rows),
+        scope=cfg.scope,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        eval_config=eval_cfg,
+        reference=cfg.reference,
+        max_ppl=cfg.max_ppl,
+        model=model,
+        tokenizer=tokenizer,
+        log=ctx.logger.info,
+    )
     if not isinstance(result, Mapping):
         raise ExciseError(f"safety_study returned {type(result).__name__}; expected a mapping of metrics")
     (ctx.artifacts_dir / "study.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
@@ -149,8 +168,13 @@ def plot_safety_neurons(table: Any, out_dir: Path) -> list[ReportFigure]:
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
-        figs.append(ReportFigure(path, "ASR vs benign accuracy",
-                                 "Each point is one (p, q); good removals of safety raise ASR at high utility."))
+        figs.append(
+            ReportFigure(
+                path,
+                "ASR vs benign accuracy",
+                "Each point is one (p, q); good removals of safety raise ASR at high utility.",
+            )
+        )
 
     ps = sorted(df["p"].unique())
     qs = sorted(df["q"].unique())
@@ -158,8 +182,14 @@ def plot_safety_neurons(table: Any, out_dir: Path) -> list[ReportFigure]:
     for p, q, a in zip(df["p"], df["q"], df[asr], strict=True):
         grid[ps.index(p), qs.index(q)] = a
     fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(qs), 1.2 + 0.5 * len(ps)))
-    im = ax.imshow(grid, cmap="magma", vmin=0, vmax=max(1.0, float(np.nanmax(grid)) if np.isfinite(grid).any() else 1),
-                   origin="lower", aspect="auto")
+    im = ax.imshow(
+        grid,
+        cmap="magma",
+        vmin=0,
+        vmax=max(1.0, float(np.nanmax(grid)) if np.isfinite(grid).any() else 1),
+        origin="lower",
+        aspect="auto",
+    )
     ax.set_xticks(range(len(qs)), [f"{q:g}" for q in qs])
     ax.set_yticks(range(len(ps)), [f"{p:g}" for p in ps])
     ax.set_xlabel("q (top safety fraction)")
@@ -167,8 +197,15 @@ def plot_safety_neurons(table: Any, out_dir: Path) -> list[ReportFigure]:
     for i in range(len(ps)):
         for j in range(len(qs)):
             if not math.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if grid[i, j] < 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{grid[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if grid[i, j] < 0.5 else "black",
+                )
     fig.colorbar(im, ax=ax, label="ASR")
     ax.set_title("ASR over the (p, q) grid")
     path = out_dir / "safety_asr_heatmap.png"
