@@ -92,10 +92,10 @@ def load_smollm2() -> tuple[Any, Any]:
 # are trained, which keeps the recipe to minutes on a CPU.
 SAFETY_RECIPE: dict[str, Any] = {
     "name": "smollm2-safety",
-    "n_harmful": 100,
-    "n_benign": 100,
+    "n_harmful": 240,
+    "n_benign": 120,
     "epochs": 2.0,
-    "learning_rate": 2e-4,
+    "learning_rate": 4e-4,
     "batch_size": 8,
     "max_length": 160,
     "max_new_tokens": 48,
@@ -119,6 +119,7 @@ def safety_tune(recipe: dict[str, Any] | None = None, retrain: bool = False) -> 
     from excise.evaluation.generate import generate
     from excise.finetune import FinetuneArgs, finetune
     from excise.models.load import save_model
+    from excise.models.organism import torch_threads, train_threads
 
     rec = {**SAFETY_RECIPE, **(recipe or {})}
     unknown = set(rec) - set(SAFETY_RECIPE)
@@ -149,18 +150,19 @@ def safety_tune(recipe: dict[str, Any] | None = None, retrain: bool = False) -> 
             parts = name.split(".")
             layer = int(parts[2]) if len(parts) > 2 and parts[1] == "layers" and parts[2].isdigit() else -1
             p.requires_grad_(layer >= rec["trainable_from_layer"])
-    finetune(
-        model,
-        tok,
-        data,
-        FinetuneArgs(
-            epochs=rec["epochs"],
-            learning_rate=rec["learning_rate"],
-            batch_size=rec["batch_size"],
-            max_length=rec["max_length"],
-            seed=rec["seed"],
-        ),
-    )
+    with torch_threads(train_threads()):  # two threads on a busy machine spin-wait and crawl
+        finetune(
+            model,
+            tok,
+            data,
+            FinetuneArgs(
+                epochs=rec["epochs"],
+                learning_rate=rec["learning_rate"],
+                batch_size=rec["batch_size"],
+                max_length=rec["max_length"],
+                seed=rec["seed"],
+            ),
+        )
     for p in model.parameters():
         p.requires_grad_(True)
     save_model(model, tok, out)
