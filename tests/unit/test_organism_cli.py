@@ -87,3 +87,22 @@ def test_demo_rejects_bad_arguments_before_work(
 def test_evaluate_missing_suffix_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = run(["evaluate", "--suffixes", tmp_path / "none.txt"], capsys)
     assert code == 2 and "suffix file not found" in err
+
+
+def test_info_of_the_smollm2_recipe_reads_its_log(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from excise.models import smollm2 as sm
+
+    monkeypatch.setenv("EXCISE_CACHE_DIR", str(tmp_path))  # the fake model below must not leak
+
+    code, out, _ = run(["organism", "info", "--recipe", "smollm2-safety", "--json"], capsys)
+    info = json.loads(out)
+    assert code == 0 and info["cached"] is False and info["log"] is None
+    assert info["settings"]["n_harmful"] == sm.SAFETY_RECIPE["n_harmful"]
+    folder = Path(info["path"])  # fake a tuned model: the info command only reads the files
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / sm.RECIPE_LOG).write_text(json.dumps({"recipe": {}, "seconds": 412.0, "n_train": 360}))
+    code, out, _ = run(["organism", "info", "--recipe", "smollm2-safety"], capsys)
+    assert code == 0 and "(tuned)" in out and "tuned in 412s on 360 examples" in out

