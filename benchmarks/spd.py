@@ -22,7 +22,13 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from excise.spd import metrics as M  # noqa: E402
-from excise.spd.registry import build_spd, build_target, load_config, resolve_device  # noqa: E402
+from excise.spd.registry import (  # noqa: E402
+    build_spd,
+    build_target,
+    eval_batch,
+    load_config,
+    resolve_device,
+)
 from excise.spd.train import spd_losses, train_spd  # noqa: E402
 
 PAPER_BATCH = {"tms_5-2": 4096, "resid_mlp1": 2048}
@@ -59,7 +65,12 @@ def steps_per_second(name: str, batch_size: int, device: str, steps: int) -> tup
 
 
 def time_to_mmcs(seed: int, device: str, target_mmcs: float = 0.99, every: int = 100) -> dict[str, float]:
-    """Wall and CPU seconds until MMCS(W) >= target on the registered tms_5-2 recipe (evaluation time included)."""
+    """Wall and CPU seconds until MMCS(W) >= target on the registered tms_5-2 recipe, and until all its checks
+    hold at once (MMCS, ML2R in [0.9, 1.1], exactly n_features alive subcomponents of W); evaluation time included.
+
+    MMCS alone is a weak signal on 5-2: W's columns live in 2 dimensions, so among 20 subcomponents one
+    usually points within a few degrees of each column early on; the all-checks time is the meaningful one.
+    """
     cfg = load_config("tms_5-2", [f"seed={seed}", f"train.device={device}", f"train.eval_every={every}"])
     dev = resolve_device(device)
     target = build_target(cfg, dev)
@@ -67,9 +78,17 @@ def time_to_mmcs(seed: int, device: str, target_mmcs: float = 0.99, every: int =
         torch.manual_seed(cfg.seed)
         spd = build_spd(cfg, target).to(dev)
     W = target.model.W.detach()  # type: ignore[union-attr]
+    n_feat = W.shape[1]
+    x_eval = eval_batch(cfg, target, dev)
 
     def eval_fn(step: int) -> dict[str, float]:
-        return M.tms_metrics(spd, W)
+        row = M.tms_metrics(spd, W)
+        alive = M.alive_counts(M.causal_importance_on(spd, x_eval), cfg.eval.alive_threshold)
+        row["alive_W"] = float(alive["linear1"])
+        return row
+
+    def all_checks(row: dict[str, float]) -> bool:
+        return row["mmcs"] >= target_mmcs and 0.9 <= row["ml2r"] <= 1.1 and row["alive_W"] == n_feat
 
     res = train_spd(
         spd,
@@ -78,16 +97,23 @@ def time_to_mmcs(seed: int, device: str, target_mmcs: float = 0.99, every: int =
         cfg.train,
         seed=cfg.seed,
         eval_fn=eval_fn,
-        stop_fn=lambda row: row["mmcs"] >= target_mmcs,
+        stop_fn=all_checks,
         show_progress=False,
     )
+    nan = float("nan")
+    first = next((r for r in res.evals if r["mmcs"] >= target_mmcs), {})
+    done = next((r for r in res.evals if all_checks(r)), {})
     last = res.evals[-1] if res.evals else {}
     return {
-        "reached": float(bool(last) and last.get("mmcs", 0.0) >= target_mmcs),
-        "step": last.get("step", float("nan")),
-        "seconds": last.get("seconds", float("nan")),
-        "cpu_seconds": last.get("cpu_seconds", float("nan")),
-        "mmcs": last.get("mmcs", float("nan")),
+        "reached": float(bool(first)),
+        "step": first.get("step", nan),
+        "seconds": first.get("seconds", nan),
+        "cpu_seconds": first.get("cpu_seconds", nan),
+        "mmcs": first.get("mmcs", last.get("mmcs", nan)),
+        "all_reached": float(bool(done)),
+        "all_step": done.get("step", nan),
+        "all_seconds": done.get("seconds", nan),
+        "all_cpu_seconds": done.get("cpu_seconds", nan),
     }
 
 
@@ -126,7 +152,8 @@ def main() -> None:
         ttm.append(r)
         print(
             f"tms_5-2 seed {seed}: MMCS {r['mmcs']:.4f} at step {r['step']:.0f} after {r['seconds']:.1f} s wall "
-            f"({r['cpu_seconds']:.1f} s CPU)",
+            f"({r['cpu_seconds']:.1f} s CPU); all checks at step {r['all_step']:.0f} after "
+            f"{r['all_seconds']:.1f} s wall ({r['all_cpu_seconds']:.1f} s CPU)",
             flush=True,
         )
     cpu = platform.processor() or platform.machine()
@@ -143,9 +170,17 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     lines += [f"| {d} | {n} | {b} | {s:.1f} | {c:.1f} |" for d, n, b, s, c in rows]
-    lines += ["", "| tms_5-2 seed | MMCS | step | wall s | CPU s |", "|---|---|---|---|---|"]
     lines += [
-        f"| {i} | {r['mmcs']:.4f} | {r['step']:.0f} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} |"
+        "",
+        "Time to reach the target on the registered tms_5-2 recipe (evaluation every 100 steps included; "
+        "'all checks' = MMCS >= 0.99, ML2R in [0.9, 1.1] and exactly 5 alive subcomponents of W at once):",
+        "",
+        "| tms_5-2 seed | MMCS >= 0.99: step | wall s | CPU s | all checks: step | wall s | CPU s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {i} | {r['step']:.0f} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['all_step']:.0f} | "
+        f"{r['all_seconds']:.1f} | {r['all_cpu_seconds']:.1f} |"
         for i, r in enumerate(ttm)
     ]
     section = "\n".join(lines)

@@ -30,6 +30,16 @@ def session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _torch_threads() -> None:
+    """Two torch threads on an idle machine, one on a busy one (two threads spin-wait and crawl there)."""
+    import torch
+
+    from excise.models.organism import train_threads
+
+    torch.set_num_threads(train_threads())
+
+
 @pytest.fixture(autouse=True)
 def _cache_dir(session_cache_dir: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every test writes its cache into the session's private folder, never the user's."""
