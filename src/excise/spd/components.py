@@ -145,6 +145,11 @@ class Components(nn.Module):
         y = h @ self.U.T
         return y if self.bias is None else y + self.bias
 
+    def delta_output(self, a: torch.Tensor, delta_mask: torch.Tensor) -> torch.Tensor:
+        """m_Δ (W − U V) a: the part of W the subcomponents miss, scaled per input by m_Δ (shape (...,))."""
+        delta = self.W - self.weight()
+        return delta_mask.unsqueeze(-1) * (a.to(delta.dtype) @ delta.T)
+
 
 class EmbeddingComponents(Components):
     """Subcomponents of an embedding, seen as the linear map W = Eᵀ (dim x vocab) applied to one-hot tokens."""
@@ -154,6 +159,11 @@ class EmbeddingComponents(Components):
     def inner(self, a: torch.Tensor) -> torch.Tensor:
         """h_c = V[c, token], shape (..., C)."""
         return nn.functional.embedding(a, self.V.T)
+
+    def delta_output(self, a: torch.Tensor, delta_mask: torch.Tensor) -> torch.Tensor:
+        """m_Δ (E − U V)ᵀ[token]: the embedding rows the subcomponents miss, scaled per token by m_Δ."""
+        delta = self.W - self.weight()
+        return delta_mask.unsqueeze(-1) * nn.functional.embedding(a, delta.T)
 
 
 class _Replacement(nn.Module):
@@ -166,6 +176,7 @@ class _Replacement(nn.Module):
         self.comp = comp
         object.__setattr__(self, "original", original)  # not a submodule: no duplicate parameters
         self.mask: torch.Tensor | None = None
+        self.delta_mask: torch.Tensor | None = None  # per-input scale of W − UV (None: left out)
         self.rows: torch.Tensor | None = None  # per-row choice: True = component, False = original
         self.cached_input: torch.Tensor | None = None
         self.cached_inner: torch.Tensor | None = None
@@ -176,6 +187,8 @@ class _Replacement(nn.Module):
         if inner is None:
             inner = self.comp.inner(a)
         out = self.comp.output(inner, self.mask)
+        if self.delta_mask is not None:
+            out = out + self.comp.delta_output(a, self.delta_mask)
         if self.rows is not None:  # fused passes: rows of other passes keep the original weights
             rows = self.rows.reshape(-1, *([1] * (out.dim() - 1)))
             out = torch.where(rows, out, self.original(a, *args, **kwargs).to(out.dtype))
@@ -320,8 +333,12 @@ class SPDModel(nn.Module):
         self,
         masks: Mapping[str, torch.Tensor | None],
         cache: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+        delta_masks: Mapping[str, torch.Tensor] | None = None,
     ) -> Iterator[None]:
-        """Swap the named modules for masked components (mask None = all ones) and restore them after."""
+        """Swap the named modules for masked components (mask None = all ones) and restore them after.
+
+        ``delta_masks`` adds the residual W − UV of a swapped layer, scaled per input (the delta component).
+        """
         swapped: list[tuple[nn.Module, str, nn.Module]] = []
         try:
             for name, mask in masks.items():
@@ -330,6 +347,7 @@ class SPDModel(nn.Module):
                 parent, attr, original = self._slots[name]
                 rep = self._replacements[name]
                 rep.mask = mask
+                rep.delta_mask = delta_masks.get(name) if delta_masks else None
                 rep.cached_input, rep.cached_inner = cache[name] if cache and name in cache else (None, None)
                 parent._modules[attr] = rep
                 swapped.append((parent, attr, original))
@@ -338,16 +356,18 @@ class SPDModel(nn.Module):
             for parent, attr, original in swapped:
                 parent._modules[attr] = original
             for rep in self._replacements.values():
-                rep.mask = rep.rows = rep.cached_input = rep.cached_inner = None
+                rep.mask = rep.delta_mask = rep.rows = rep.cached_input = rep.cached_inner = None
 
     def forward(
         self,
         x: Any,
         masks: Mapping[str, torch.Tensor | None] | None = None,
         cache: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+        delta_masks: Mapping[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Output of the target with the layers in ``masks`` replaced by U diag(m) V (others untouched)."""
-        with self.replaced(masks or {}, cache):
+        """Output of the target with the layers in ``masks`` replaced by U diag(m) V (others untouched),
+        plus m_Δ (W − UV) for the layers in ``delta_masks``."""
+        with self.replaced(masks or {}, cache, delta_masks):
             return model_output(self.target(x, **self.forward_kwargs))
 
     def forward_passes(
@@ -355,15 +375,19 @@ class SPDModel(nn.Module):
         x: torch.Tensor,
         mask_sets: Sequence[Mapping[str, torch.Tensor | None]],
         cache: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+        delta_sets: Sequence[Mapping[str, torch.Tensor]] | None = None,
     ) -> list[torch.Tensor]:
         """Outputs of several masked passes (one per mask set) computed as one forward on the repeated batch.
 
-        Exactly the same as ``[self(x, m) for m in mask_sets]``: a layer absent from a set keeps its
-        original weights on that set's rows. Needs a tensor input whose rows are independent.
+        Exactly the same as ``[self(x, m, cache, d) for m, d in zip(mask_sets, delta_sets)]``: a layer
+        absent from a set keeps its original weights on that set's rows. Needs a tensor input whose rows
+        are independent.
         """
+        if delta_sets is not None and len(delta_sets) != len(mask_sets):
+            raise ExciseError("give one delta-mask set per mask set")
         K, B = len(mask_sets), x.shape[0]
         if K == 1:
-            return [self(x, mask_sets[0], cache)]
+            return [self(x, mask_sets[0], cache, delta_sets[0] if delta_sets else None)]
         xk = torch.cat([x] * K, dim=0)
         merged: dict[str, torch.Tensor | None] = {}
         rows: dict[str, torch.Tensor] = {}
@@ -382,12 +406,21 @@ class SPDModel(nn.Module):
                 merged[name] = torch.cat([p if p is not None else torch.ones_like(ref) for p in parts], dim=0)
             if not all(present):
                 rows[name] = torch.tensor(present, device=xk.device).repeat_interleave(B)
+        merged_delta: dict[str, torch.Tensor] = {}
+        if delta_sets:
+            for name in merged:
+                ds = [d.get(name) for d in delta_sets]
+                if any(d is not None for d in ds):
+                    ref_d = next(d for d in ds if d is not None)
+                    merged_delta[name] = torch.cat(
+                        [d if d is not None else torch.zeros_like(ref_d) for d in ds], dim=0
+                    )
         kcache = {}
         if cache:
             for name, (inp, inner) in cache.items():
                 if inp is x and name in merged:
                     kcache[name] = (xk, torch.cat([inner] * K, dim=0))
-        with self.replaced(merged, kcache):
+        with self.replaced(merged, kcache, merged_delta):
             for name, r in rows.items():
                 self._replacements[name].rows = r
             out = model_output(self.target(xk, **self.forward_kwargs))

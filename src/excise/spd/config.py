@@ -83,6 +83,11 @@ class LossConfig(BaseConfig):
     p_anneal_start_frac: float = Field(0.0, ge=0, le=1)
     p_anneal_end_frac: float = Field(1.0, ge=0, le=1)
     output: Literal["mse", "kl"] = "mse"
+    delta_component: bool = Field(
+        False,
+        description="add W − UV to every masked layer, scaled per input by r ~ U(0, 1), in the stochastic "
+        "losses: the residual must not matter, which can stand in for the faithfulness loss",
+    )
     n_mask_samples: int = Field(1, ge=1)
     eps: float = Field(1e-12, ge=0)
 

@@ -54,6 +54,19 @@ def stochastic_masks(g_lower: torch.Tensor, generator: torch.Generator | None = 
     return g_lower + (1.0 - g_lower) * r
 
 
+def delta_masks(
+    masks: Mapping[str, torch.Tensor | None],
+    g_lower: Mapping[str, torch.Tensor],
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """One r ~ U(0, 1) per input (and position) for the residual W − UV of every layer in ``masks``."""
+    out = {}
+    for name in masks:
+        g = g_lower[name]
+        out[name] = torch.rand(g.shape[:-1], generator=generator, device=g.device, dtype=g.dtype)
+    return out
+
+
 def annealed_p(
     step: int, total_steps: int, p_start: float, p_end: float, start_frac: float, end_frac: float
 ) -> float:

@@ -14,6 +14,7 @@ from excise.spd.components import SPDModel
 from excise.spd.config import LossConfig, TrainConfig
 from excise.spd.losses import (
     annealed_p,
+    delta_masks,
     faithfulness_loss,
     importance_minimality_loss,
     output_distance,
@@ -78,10 +79,11 @@ def spd_losses(
     )
     sets = full_sets + layer_sets
     if sets:
+        deltas = [delta_masks(m, ci.lower, generator) for m in sets] if cfg.delta_component else None
         if fuse and isinstance(x, torch.Tensor):
-            outs = spd.forward_passes(x, sets, cache)
+            outs = spd.forward_passes(x, sets, cache, deltas)
         else:
-            outs = [spd(x, m, cache) for m in sets]
+            outs = [spd(x, m, cache, deltas[i] if deltas else None) for i, m in enumerate(sets)]
         dists = [output_distance(o, target_out, cfg.output) for o in outs]
         if full_sets:
             terms["stochastic_recon"] = torch.stack(dists[: len(full_sets)]).mean()
