@@ -10,7 +10,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from excise.spd.components import SPDModel
-from excise.spd.losses import output_distance, stochastic_masks
+from excise.spd.losses import delta_masks, output_distance, stochastic_masks
 
 # ----------------------------------------------------------------------------------------------------
 # Ground-truth recovery of TMS columns
@@ -142,9 +142,13 @@ def alive_counts(ci: Mapping[str, torch.Tensor], threshold: float = 0.1) -> dict
 
 @torch.no_grad()
 def reconstruction(
-    spd: SPDModel, x: Any, kind: str, generator: torch.Generator | None = None
+    spd: SPDModel, x: Any, kind: str, generator: torch.Generator | None = None, delta: bool = False
 ) -> dict[str, float]:
-    """D(masked output, target output) under CI masks, stochastic masks, all-ones and all-zero masks (all layers)."""
+    """D(masked output, target output) under CI masks, stochastic masks, all-ones and all-zero masks (all layers).
+
+    With ``delta`` also 'stochastic_masked_delta': stochastic masks plus the randomly scaled W − UV, as
+    trained with the delta component.
+    """
     target_out, acts = spd.target_forward(x)
     ci = spd.causal_importances(acts)
     names = spd.layer_names
@@ -157,6 +161,11 @@ def reconstruction(
     }
     for label, masks in mask_sets.items():
         out[label] = float(output_distance(spd(x, masks), target_out, kind))
+    if delta:
+        masks = mask_sets["stochastic_masked"]
+        out["stochastic_masked_delta"] = float(
+            output_distance(spd(x, masks, None, delta_masks(masks, ci.lower, generator)), target_out, kind)
+        )
     out["layerwise_ci_masked"] = float(
         np.mean([float(output_distance(spd(x, {n: ci.lower[n]}), target_out, kind)) for n in names])
     )

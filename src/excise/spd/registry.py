@@ -220,7 +220,7 @@ def evaluate(
     metrics["alive"] = alive
     metrics["C"] = spd.C
     gen = torch.Generator(device=next(spd.parameters()).device).manual_seed(7)
-    metrics["reconstruction"] = M.reconstruction(spd, x_eval, cfg.loss.output, gen)
+    metrics["reconstruction"] = M.reconstruction(spd, x_eval, cfg.loss.output, gen, cfg.loss.delta_component)
     with torch.no_grad():
         from excise.spd.losses import faithfulness_loss
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -105,3 +106,27 @@ def test_delta_losses_fused_equal_unfused_and_reach_u_and_v() -> None:
         comp = spd.component(name)
         assert comp.U.grad is not None and float(comp.U.grad.abs().sum()) > 0
         assert comp.V.grad is not None and float(comp.V.grad.abs().sum()) > 0
+
+
+def test_reconstruction_reports_the_delta_objective() -> None:
+    from excise.spd.metrics import reconstruction
+
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    spd = decompose(model, {"0": 2, "2": 2}, init="kaiming")
+    x = torch.randn(40, 3)
+    r = reconstruction(spd, x, "mse", torch.Generator().manual_seed(9), delta=True)
+    assert "stochastic_masked_delta" not in reconstruction(spd, x, "mse", torch.Generator().manual_seed(9))
+    # redo by hand with the same random stream: stochastic masks per layer first, then one r per input
+    gen = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        target, acts = spd.target_forward(x)
+        ci = spd.causal_importances(acts)
+        m = {
+            n: ci.lower[n] + (1 - ci.lower[n]) * torch.rand(ci.lower[n].shape, generator=gen)
+            for n in ("0", "2")
+        }
+        d = {n: torch.rand(40, generator=gen) for n in ("0", "2")}
+        h = torch.relu(_naive_layer(spd.component("0"), x, m["0"], d["0"]))
+        want = float(((_naive_layer(spd.component("2"), h, m["2"], d["2"]) - target) ** 2).mean())
+    assert r["stochastic_masked_delta"] == pytest.approx(want, rel=1e-5)
