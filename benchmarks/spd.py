@@ -28,6 +28,7 @@ from excise.spd.registry import (  # noqa: E402
     eval_batch,
     load_config,
     resolve_device,
+    tms_checks,
 )
 from excise.spd.train import spd_losses, train_spd  # noqa: E402
 
@@ -88,7 +89,7 @@ def time_to_mmcs(seed: int, device: str, target_mmcs: float = 0.99, every: int =
         return row
 
     def all_checks(row: dict[str, float]) -> bool:
-        return row["mmcs"] >= target_mmcs and 0.9 <= row["ml2r"] <= 1.1 and row["alive_W"] == n_feat
+        return all(tms_checks(row, row["alive_W"], n_feat, target_mmcs).values())
 
     res = train_spd(
         spd,

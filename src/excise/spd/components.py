@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -135,9 +135,13 @@ class Components(nn.Module):
         """The C rank-one matrices U_c V_cᵀ, shape (C, d_out, d_in)."""
         return torch.einsum("oc,ci->coi", self.U, self.V)
 
+    def matvec(self, a: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+        """M a for a matrix M with d_in columns, on the layer input a (..., d_in) -> (..., rows of M)."""
+        return a.to(M.dtype) @ M.T
+
     def inner(self, a: torch.Tensor) -> torch.Tensor:
         """h_c = V_c · a, shape (..., C)."""
-        return a.to(self.V.dtype) @ self.V.T
+        return self.matvec(a, self.V)
 
     def output(self, inner: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """y = U (m ⊙ h) + b."""
@@ -147,8 +151,7 @@ class Components(nn.Module):
 
     def delta_output(self, a: torch.Tensor, delta_mask: torch.Tensor) -> torch.Tensor:
         """m_Δ (W − U V) a: the part of W the subcomponents miss, scaled per input by m_Δ (shape (...,))."""
-        delta = self.W - self.weight()
-        return delta_mask.unsqueeze(-1) * (a.to(delta.dtype) @ delta.T)
+        return delta_mask.unsqueeze(-1) * self.matvec(a, self.W - self.weight())
 
 
 class EmbeddingComponents(Components):
@@ -156,14 +159,9 @@ class EmbeddingComponents(Components):
 
     kind = "embedding"
 
-    def inner(self, a: torch.Tensor) -> torch.Tensor:
-        """h_c = V[c, token], shape (..., C)."""
-        return nn.functional.embedding(a, self.V.T)
-
-    def delta_output(self, a: torch.Tensor, delta_mask: torch.Tensor) -> torch.Tensor:
-        """m_Δ (E − U V)ᵀ[token]: the embedding rows the subcomponents miss, scaled per token by m_Δ."""
-        delta = self.W - self.weight()
-        return delta_mask.unsqueeze(-1) * nn.functional.embedding(a, delta.T)
+    def matvec(self, a: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+        """M applied to one-hot tokens: column M[:, token], shape (..., rows of M)."""
+        return nn.functional.embedding(a, M.T)
 
 
 class _Replacement(nn.Module):
@@ -395,26 +393,14 @@ class SPDModel(nn.Module):
             present = [name in m for m in mask_sets]
             if not any(present):
                 continue
-            parts = []
-            for m in mask_sets:
-                mk = m.get(name)
-                parts.append(mk if mk is not None else None)
-            if all(p is None for p in parts):
-                merged[name] = None
-            else:
-                ref = next(p for p in parts if p is not None)
-                merged[name] = torch.cat([p if p is not None else torch.ones_like(ref) for p in parts], dim=0)
+            merged[name] = _cat_filled([m.get(name) for m in mask_sets], torch.ones_like)
             if not all(present):
                 rows[name] = torch.tensor(present, device=xk.device).repeat_interleave(B)
         merged_delta: dict[str, torch.Tensor] = {}
-        if delta_sets:
-            for name in merged:
-                ds = [d.get(name) for d in delta_sets]
-                if any(d is not None for d in ds):
-                    ref_d = next(d for d in ds if d is not None)
-                    merged_delta[name] = torch.cat(
-                        [d if d is not None else torch.zeros_like(ref_d) for d in ds], dim=0
-                    )
+        for name in merged:
+            d = _cat_filled([ds.get(name) for ds in delta_sets], torch.zeros_like) if delta_sets else None
+            if d is not None:
+                merged_delta[name] = d
         kcache = {}
         if cache:
             for name, (inp, inner) in cache.items():
@@ -466,6 +452,17 @@ class SPDModel(nn.Module):
     def n_target_params(self) -> int:
         """Number of entries of all decomposed matrices."""
         return int(sum(self.component(n).W.numel() for n in self.layer_names))
+
+
+def _cat_filled(
+    parts: Sequence[torch.Tensor | None], fill: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor | None:
+    """Concatenate per-pass tensors along the batch, a missing one replaced by fill(a present one);
+    None when all are missing."""
+    ref = next((p for p in parts if p is not None), None)
+    if ref is None:
+        return None
+    return torch.cat([p if p is not None else fill(ref) for p in parts], dim=0)
 
 
 def _capture_inputs(

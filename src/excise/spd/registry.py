@@ -6,7 +6,7 @@ import difflib
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,6 +208,17 @@ def quick_metrics(spd: SPDModel, cfg: SPDConfig, target: Target, x_eval: Any) ->
     return out
 
 
+def tms_checks(
+    tms: Mapping[str, float], alive_W: float | None, n_features: int, mmcs_target: float
+) -> dict[str, bool]:
+    """The TMS targets: MMCS(W) >= mmcs_target, ML2R(W) in [0.9, 1.1], exactly n_features alive in W."""
+    return {
+        "mmcs": tms["mmcs"] >= mmcs_target,
+        "ml2r": 0.9 <= tms["ml2r"] <= 1.1,
+        "alive_W": alive_W == n_features,
+    }
+
+
 def evaluate(
     spd: SPDModel, cfg: SPDConfig, target: Target, x_eval: Any
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -251,9 +262,7 @@ def evaluate(
             errors[n], orders[n] = r["errors"], r["order"]
         metrics["ci_errors"] = errors
         arrays["ci_one_hot"] = {n: g[:, orders[n]] for n, g in ci_hot.items()}
-        checks["mmcs"] = metrics["tms"]["mmcs"] >= e.mmcs_target
-        checks["ml2r"] = 0.9 <= metrics["tms"]["ml2r"] <= 1.1
-        checks["alive_W"] = alive.get("linear1") == n_feat
+        checks.update(tms_checks(metrics["tms"], alive.get("linear1"), n_feat, e.mmcs_target))
         for n in spd.layer_names:
             if n.startswith("hidden_layers"):
                 checks[f"alive_{n}"] = alive[n] == model.n_hidden

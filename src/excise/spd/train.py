@@ -79,11 +79,11 @@ def spd_losses(
     )
     sets = full_sets + layer_sets
     if sets:
-        deltas = [delta_masks(m, ci.lower, generator) for m in sets] if cfg.delta_component else None
+        deltas = [delta_masks(m, ci.lower, generator) if cfg.delta_component else {} for m in sets]
         if fuse and isinstance(x, torch.Tensor):
             outs = spd.forward_passes(x, sets, cache, deltas)
         else:
-            outs = [spd(x, m, cache, deltas[i] if deltas else None) for i, m in enumerate(sets)]
+            outs = [spd(x, m, cache, d) for m, d in zip(sets, deltas, strict=True)]
         dists = [output_distance(o, target_out, cfg.output) for o in outs]
         if full_sets:
             terms["stochastic_recon"] = torch.stack(dists[: len(full_sets)]).mean()
