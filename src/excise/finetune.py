@@ -1,27 +1,30 @@
 """Fine-tuning with the Hugging Face ``Trainer``, optionally with a selection of weights frozen.
 
-Freezing is exact: a gradient mask on each parameter zeroes (or scales) the gradient of the
-selected entries, and after every optimizer step the frozen entries are copied back, because
-AdamW's decoupled weight decay moves weights whose gradient is zero.
+Freezing is exact: a gradient mask on each parameter zeroes the gradient of the selected
+entries, and after every optimizer step the frozen entries are copied back, because AdamW's
+decoupled weight decay moves weights whose gradient is zero.
+
+Partial freezing scales the *update* of the selected entries, not their gradient: Adam divides
+the gradient by its own running magnitude, so a scaled gradient gives (almost) the same step.
+After every optimizer step a selected entry becomes ``old + f * (new - old)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from excise.config import BaseConfig
 from excise.core import Selection
 from excise.data import Encoded, Example, collate, encode, pad_id
 from excise.errors import ExciseError
 
 
-@dataclass(frozen=True)
-class FinetuneArgs:
+class FinetuneArgs(BaseConfig):
     """Hyper-parameters of one fine-tuning run."""
 
     epochs: float = 1.0
@@ -31,14 +34,16 @@ class FinetuneArgs:
     seed: int = 0
     weight_decay: float = 0.0
     warmup_steps: int = 0
-    grad_scale: float = 0.0  # gradient factor of frozen entries: 0 = fully frozen, in (0, 1) = partial
+    update_scale: float = 0.0  # update factor of frozen entries: 0 = fully frozen, in (0, 1) = partial
     max_steps: int = -1
     logging_steps: int = 10
 
 
 def _check_args(args: FinetuneArgs) -> None:
-    if not 0.0 <= args.grad_scale <= 1.0:
-        raise ExciseError(f"grad_scale must be in [0, 1], got {args.grad_scale}")
+    if not 0.0 <= args.update_scale <= 1.0:
+        raise ExciseError(
+            f"update_scale must be in [0, 1] (0 = frozen, 1 = free), got {args.update_scale}"
+        )
     if args.batch_size < 1 or args.learning_rate <= 0 or (args.epochs <= 0 and args.max_steps <= 0):
         raise ExciseError(
             "batch_size >= 1, learning_rate > 0 and a positive number of epochs or steps are needed"
@@ -57,9 +62,19 @@ class _EncodedDataset(torch.utils.data.Dataset):
 
 
 class FreezeCallback:
-    """Masks gradients of selected entries and restores them after every optimizer step."""
+    """Freezes (``update_scale`` 0) or slows (0 < f < 1) the selected entries of each parameter.
 
-    def __init__(self, model: nn.Module, frozen: Selection, grad_scale: float = 0.0):
+    ``f == 0``: the gradient of selected entries is zeroed and, after every optimizer step, their
+    initial values are copied back (bit-identical at the end). ``0 < f < 1``: before each step the
+    selected entries are remembered, after it they become ``old + f * (new - old)``.
+    """
+
+    def __init__(self, model: nn.Module, frozen: Selection, update_scale: float = 0.0):
+        if frozen.unit != "weight":
+            raise ExciseError(
+                f"freezing needs a selection of unit 'weight', got '{frozen.unit}' "
+                "(select weights, e.g. with top or set_difference on weight scores)"
+            )
         params = dict(model.named_parameters())
         missing = [k for k in frozen if k not in params]
         if missing:
@@ -74,24 +89,31 @@ class FreezeCallback:
                 raise ExciseError(
                     f"mask for {k} has shape {tuple(self.masks[k].shape)}, parameter {tuple(p.shape)}"
                 )
+        self.update_scale = float(update_scale)
         self.saved = {k: p.detach()[self.masks[k]].clone() for k, p in self.params.items()}
-        self.grad_scale = grad_scale
         self.handles = []
-        for k, p in self.params.items():
-            factor = torch.where(
-                self.masks[k],
-                torch.tensor(grad_scale, dtype=p.dtype, device=p.device),
-                torch.tensor(1.0, dtype=p.dtype, device=p.device),
-            )
-            self.handles.append(p.register_hook(lambda g, f=factor: g * f))
+        if self.update_scale == 0.0:
+            for k in self.params:
+                keep = (~self.masks[k]).to(self.params[k].dtype)
+                self.handles.append(self.params[k].register_hook(lambda g, f=keep: g * f))
+
+    def before_step(self) -> None:
+        """Remember the selected entries just before an optimizer step (partial freezing only)."""
+        if 0.0 < self.update_scale < 1.0:
+            self.saved = {k: p.detach()[self.masks[k]].clone() for k, p in self.params.items()}
 
     def restore(self) -> None:
-        """Copy the frozen entries back (only when fully frozen; partial freezing lets them move)."""
-        if self.grad_scale != 0.0:
+        """After a step: copy frozen entries back (f = 0) or shrink their update to f times (0 < f < 1)."""
+        if self.update_scale >= 1.0:
             return
+        f = self.update_scale
         with torch.no_grad():
             for k, p in self.params.items():
-                p.data[self.masks[k]] = self.saved[k].to(p.dtype)
+                old = self.saved[k].to(p.dtype)
+                if f == 0.0:
+                    p.data[self.masks[k]] = old
+                else:
+                    p.data[self.masks[k]] = old + f * (p.data[self.masks[k]] - old)
 
     def remove(self) -> None:
         for h in self.handles:
@@ -121,9 +143,13 @@ def finetune(
         b = collate(items, pid)
         return {"input_ids": b.input_ids, "attention_mask": b.attention_mask, "labels": b.labels}
 
-    freeze = FreezeCallback(model, frozen, args.grad_scale) if frozen is not None else None
+    freeze = FreezeCallback(model, frozen, args.update_scale) if frozen is not None else None
 
     class _Restore(TrainerCallback):
+        def on_pre_optimizer_step(self, *a: Any, **k: Any) -> None:
+            if freeze is not None:
+                freeze.before_step()
+
         def on_optimizer_step(self, *a: Any, **k: Any) -> None:
             if freeze is not None:
                 freeze.restore()
@@ -160,7 +186,8 @@ def finetune(
         result = trainer.train()
     finally:
         if freeze is not None:
-            freeze.restore()
+            if freeze.update_scale == 0.0:
+                freeze.restore()
             freeze.remove()
         model.eval()
         if tmp is not None:
