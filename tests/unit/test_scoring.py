@@ -236,7 +236,8 @@ def _float64_snip_from_captured(model: torch.nn.Module, batches: list[Batch]) ->
 
     mods = linear_layers(model)
     acc = {n: torch.zeros(m.weight.shape, dtype=torch.float64) for n, m in mods.items()}
-    for b in batches:
+
+    def one_batch(b: Batch) -> None:
         keep = b.attention_mask.to(torch.float64).unsqueeze(-1)
         xs: dict[str, torch.Tensor] = {}
 
@@ -252,6 +253,9 @@ def _float64_snip_from_captured(model: torch.nn.Module, batches: list[Batch]) ->
         sample_losses(out.logits, b).sum().backward()
         for h in handles:
             h.remove()
+
+    for b in batches:
+        one_batch(b)
     model.zero_grad(set_to_none=True)
     return {f"{n}.weight": acc[n] * mods[n].weight.detach().double().abs() for n in mods}
 
