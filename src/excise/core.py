@@ -1,7 +1,9 @@
 """The two core types: ``Scores`` (float32 importance per unit) and ``Selection`` (boolean).
 
 Both map a parameter or site name to a CPU tensor, carry the ``unit`` kind and a ``meta``
-dict, and are saved as safetensors plus a JSON sidecar.
+dict, and are saved as safetensors plus a JSON sidecar. ``Scores`` may carry named companion
+tensors in the same file (a basis per matrix for ``rank``, distances for ``head``); the sidecar
+says what each companion is.
 """
 
 from __future__ import annotations
@@ -27,6 +29,21 @@ def _check_unit(unit: str) -> str:
     return unit
 
 
+def require_unit(obj: Any, allowed: str | tuple[str, ...], what: str) -> None:
+    """ExciseError naming both unit kinds when ``obj.unit`` is not one ``what`` accepts."""
+    allowed = (allowed,) if isinstance(allowed, str) else allowed
+    unit = getattr(obj, "unit", None)
+    if unit not in allowed:
+        kind = getattr(obj, "kind", "input")
+        raise ExciseError(
+            f"{what} takes {kind} of unit {' or '.join(repr(u) for u in allowed)}, got unit '{unit}' "
+            f"(use a {'/'.join(allowed)}-level method or rule for this step)"
+        )
+
+
+COMPANION_SEP = "::"
+
+
 def _paths(path: str | Path) -> tuple[Path, Path]:
     p = Path(path)
     if p.suffix in (".safetensors", ".json"):
@@ -39,11 +56,19 @@ class _TensorMap(Mapping[str, torch.Tensor]):
     tensors: dict[str, torch.Tensor]
     unit: str = "weight"
     meta: dict[str, Any] = field(default_factory=dict)
+    companions: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    companion_doc: dict[str, str] = field(default_factory=dict)
 
     kind = "tensors"
 
     def __post_init__(self) -> None:
         _check_unit(self.unit)
+        bad = [k for k in list(self.tensors) + list(self.companions) if COMPANION_SEP in k]
+        if bad:
+            raise ExciseError(f"tensor names may not contain '{COMPANION_SEP}': {bad[:3]}")
+        missing = [c for c in self.companions if c not in self.companion_doc]
+        if missing:
+            raise ExciseError(f"companion tensors need a description: {missing}")
 
     def __getitem__(self, key: str) -> torch.Tensor:
         return self.tensors[key]
@@ -60,10 +85,30 @@ class _TensorMap(Mapping[str, torch.Tensor]):
     def save(self, path: str | Path) -> Path:
         """Write ``path.safetensors`` and ``path.json`` atomically; returns the tensor file."""
         tpath, jpath = _paths(path)
-        blob = save({k: v.contiguous() for k, v in self.tensors.items()})
+        flat = {k: v.contiguous() for k, v in self.tensors.items()}
+        for cname, group in self.companions.items():
+            flat.update({f"{cname}{COMPANION_SEP}{k}": v.contiguous() for k, v in group.items()})
+        blob = save(flat)
         atomic_write_bytes(tpath, blob)
-        atomic_write_json(jpath, {"kind": self.kind, "unit": self.unit, "meta": self.meta})
+        side: dict[str, Any] = {"kind": self.kind, "unit": self.unit, "meta": self.meta}
+        if self.companions:
+            side["companions"] = dict(self.companion_doc)
+        atomic_write_json(jpath, side)
         return tpath
+
+    @staticmethod
+    def _split_companions(
+        flat: dict[str, torch.Tensor],
+    ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
+        main: dict[str, torch.Tensor] = {}
+        comps: dict[str, dict[str, torch.Tensor]] = {}
+        for k, v in flat.items():
+            if COMPANION_SEP in k:
+                cname, key = k.split(COMPANION_SEP, 1)
+                comps.setdefault(cname, {})[key] = v
+            else:
+                main[k] = v
+        return main, comps
 
     @classmethod
     def _load_parts(cls, path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -90,11 +135,23 @@ class Scores(_TensorMap):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.tensors = {k: v.detach().to("cpu", torch.float32) for k, v in self.tensors.items()}
+        self.companions = {
+            c: {k: v.detach().to("cpu") for k, v in g.items()} for c, g in self.companions.items()
+        }
 
     @classmethod
     def load(cls, path: str | Path) -> Scores:
-        tensors, side = cls._load_parts(path)
-        return cls(tensors, unit=side["unit"], meta=side.get("meta", {}))
+        flat, side = cls._load_parts(path)
+        tensors, comps = cls._split_companions(flat)
+        docs = side.get("companions") or {}
+        if set(comps) != set(docs):
+            raise ExciseError(
+                f"{_paths(path)[0]}: companion tensors {sorted(comps)} do not match the sidecar's "
+                f"{sorted(docs)} (the files are from different runs; recompute them)"
+            )
+        return cls(
+            tensors, unit=side["unit"], meta=side.get("meta", {}), companions=comps, companion_doc=docs
+        )
 
 
 class Selection(_TensorMap):

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from excise.core import Scores, Selection
+from excise.core import Scores, Selection, require_unit
 from excise.errors import ExciseError
 
 SCOPES = ("row", "matrix", "layer", "global")
@@ -28,8 +28,16 @@ def check_fraction(name: str, value: float) -> float:
 
 
 def count_for(fraction: float, n: int) -> int:
-    """Number of units a fraction of ``n`` keeps: floor(fraction * n), robust to float error."""
-    return min(n, math.floor(round(fraction * n, 6)))
+    """Number of units a fraction of ``n`` keeps: floor(fraction * n).
+
+    A product within float rounding (1e-9 relative) of an integer counts as that integer, so
+    0.29 * 100 is 29 and (1/3) * 9 is 3; anything farther is floored: 0.99999999 * 10 is 9.
+    """
+    x = float(fraction) * n
+    nearest = round(x)
+    if abs(x - nearest) <= 1e-9 * max(1.0, abs(x)):
+        return min(n, nearest)
+    return min(n, math.floor(x))
 
 
 def layer_of(name: str) -> str:
@@ -122,6 +130,8 @@ def top(
         raise ExciseError(f"unknown scope '{scope}'; choose one of {', '.join(SCOPES)}")
     if len(scores) == 0:
         raise ExciseError("the scores are empty; there is nothing to select from")
+    if scope == "row":
+        require_unit(scores, "weight", "top(scope='row') (rows of a weight matrix)")
     keys = {k: _key(t, largest) for k, t in scores.items()}
     axes: dict[str, int] = dict(scores.meta.get("in_axis", {}))
     if scope == "row":

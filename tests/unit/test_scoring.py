@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -70,14 +71,23 @@ def batched_wrong(
     return out
 
 
-def naive_wanda(model: torch.nn.Module, tok: object, examples: list[Example]) -> dict[str, torch.Tensor]:
-    """Store every layer input of every scored position, then |W| * column norms."""
+def naive_wanda(
+    model: torch.nn.Module, tok: object, examples: list[Example], positions: str = "response"
+) -> dict[str, torch.Tensor]:
+    """Store every layer input of every scored position, then |W| * column norms.
+
+    ``response``: positions t whose own token is a response token (label[t] != -100, as the reference
+    code's ``inp[tar.ne(-100)]``); ``next``: positions whose next token is one (label[t + 1] != -100).
+    """
     mods = linear_layers(model)
     stored: dict[str, list[torch.Tensor]] = {n: [] for n in mods}
     for ex in examples:
         (b,) = make_batches(tok, [ex], batch_size=1)
         labels = b.labels[0]
-        keep = [t for t in range(labels.shape[0] - 1) if int(labels[t + 1]) != -100]
+        if positions == "response":
+            keep = [t for t in range(labels.shape[0]) if int(labels[t]) != -100]
+        else:
+            keep = [t for t in range(labels.shape[0] - 1) if int(labels[t + 1]) != -100]
         handles = []
         for n, m in mods.items():
             handles.append(
@@ -122,11 +132,38 @@ def test_snip_equals_one_sample_at_a_time_autograd(family: str) -> None:
     assert all(p.requires_grad for p in model.parameters())
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2", "opt"])
+@pytest.mark.parametrize("family", ["llama", "gpt2", "opt", "bloom", "gpt_neox"])
 def test_wanda_equals_stored_activations(family: str) -> None:
+    """Default: the response-token positions themselves; ``positions="next"`` the shifted ones."""
     model, tok = tiny_model(family, seed=2)
     s = score(model, tok, EXAMPLES, "wanda", batch_size=2, use_cache=False)
-    _assert_close(dict(s.items()), naive_wanda(model, tok, EXAMPLES))
+    _assert_close(dict(s.items()), naive_wanda(model, tok, EXAMPLES, "response"))
+    nxt = score(model, tok, EXAMPLES, "wanda", batch_size=2, use_cache=False, positions="next")
+    _assert_close(dict(nxt.items()), naive_wanda(model, tok, EXAMPLES, "next"))
+    assert any(not torch.allclose(s[k], nxt[k]) for k in s)  # the two conventions really differ
+
+
+def test_wanda_rows_is_a_neuron_method_equal_to_row_sums_of_stored_activations() -> None:
+    """Structured Wanda: S_i = sum_j |W_ij| ||X_j||, one score per output neuron (GPT-2: per column)."""
+    for family in ("llama", "gpt2"):
+        model, tok = tiny_model(family, seed=3)
+        s = score(model, tok, EXAMPLES, "wanda-rows", batch_size=2, use_cache=False)
+        assert s.unit == "neuron"
+        ref = naive_wanda(model, tok, EXAMPLES, "response")
+        mods = linear_layers(model)
+        for k, t in s.items():
+            axis = 0 if type(mods[k.removesuffix(".weight")]).__name__ == "Conv1D" else 1
+            want = ref[k].double().sum(dim=axis).float()
+            assert t.shape == want.shape
+            torch.testing.assert_close(t, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
+
+
+def test_unknown_method_setting_is_a_clear_error() -> None:
+    model, tok = tiny_model("llama")
+    with pytest.raises(ExciseError, match=r"scoring method 'wanda': unknown key 'positons'.*settings are: targets, positions"):
+        score(model, tok, EXAMPLES, "wanda", use_cache=False, positons="next")
+    with pytest.raises(ExciseError, match=r"'positions'.*'response' or 'next'"):
+        score(model, tok, EXAMPLES, "wanda", use_cache=False, positions="previous")
 
 
 def test_scores_layout_and_magnitude() -> None:
@@ -192,11 +229,11 @@ def test_cache_hit_computes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     calls: list[int] = []
     real = scoring.METHODS["wanda"]
 
-    def counting(model, modules, batches):  # type: ignore[no-untyped-def]
+    def counting(model, tok, batches, cfg):  # type: ignore[no-untyped-def]
         calls.append(1)
-        return real.fn(model, modules, batches)
+        return real.fn(model, tok, batches, cfg)
 
-    monkeypatch.setitem(scoring.METHODS, "wanda", scoring.Method("wanda", counting, True, real.summary))
+    monkeypatch.setitem(scoring.METHODS, "wanda", dataclasses.replace(real, fn=counting))
     model, tok = tiny_model("llama")
     first = score(model, tok, EXAMPLES, "wanda")
     second = score(model, tok, EXAMPLES, "wanda", batch_size=2)

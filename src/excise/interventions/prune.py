@@ -1,4 +1,9 @@
-"""Weight-level interventions: ``prune`` (zero, or restore from a base model) and ``ablate`` (reversible)."""
+"""Weight-level interventions: ``prune`` (zero, or restore from a base model) and ``ablate`` (reversible).
+
+Both take a selection of unit ``weight`` or ``neuron`` (whole output rows, see ``neurons.py``).
+Tied tensors (e.g. BLOOM's ``lm_head.weight`` and ``transformer.word_embeddings.weight``) are one
+tensor: masks naming both aliases are merged, so ablating restores them exactly.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,22 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from excise.core import Selection
+from excise.core import Selection, require_unit
 from excise.errors import ExciseError
 
 
 def _targets(model: nn.Module, selection: Selection) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Parameter and mask (on the parameter's device) for every key of the selection."""
-    if selection.unit != "weight":
-        raise ExciseError(f"prune/ablate take a selection of weights, got unit '{selection.unit}'")
+    """Parameter and mask (on the parameter's device) per distinct tensor; aliases' masks are merged."""
+    if selection.unit not in ("weight", "neuron"):
+        raise ExciseError(
+            f"prune/ablate take a selection of weights (unit 'weight' or 'neuron'), got unit "
+            f"'{selection.unit}' (use the intervention of that unit, e.g. ablate_subcomponents)"
+        )
+    if selection.unit == "neuron":
+        from excise.interventions.neurons import neuron_weight_selection
+
+        selection = neuron_weight_selection(model, selection)
+    require_unit(selection, "weight", "prune/ablate")
     params = dict(model.named_parameters(remove_duplicate=False))
     missing = [k for k in selection if k not in params]
     if missing:
@@ -25,13 +38,19 @@ def _targets(model: nn.Module, selection: Selection) -> dict[str, tuple[torch.Te
             f"(the model has e.g. {some}); was the mask made for another model?"
         )
     out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    first_name: dict[int, str] = {}
     for k, mask in selection.items():
         p = params[k]
         if tuple(p.shape) != tuple(mask.shape):
             raise ExciseError(
                 f"mask for '{k}' has shape {tuple(mask.shape)} but the parameter is {tuple(p.shape)}"
             )
-        out[k] = (p, mask.to(p.device))
+        m = mask.to(p.device)
+        owner = first_name.setdefault(id(p), k)
+        if owner != k:  # the same tensor under another name: one mask for both
+            out[owner] = (p, out[owner][1] | m)
+        else:
+            out[k] = (p, m)
     return out
 
 

@@ -109,11 +109,17 @@ def load_calibration(
     return batches, stable_hash(_records_from_encoded(enc), length=24)
 
 
-def scored_positions(batch: Batch) -> torch.Tensor:
-    """(B, T) bool: positions whose next-token prediction is in the loss (labels shifted by one != -100).
+def scored_positions(batch: Batch, convention: str = "next") -> torch.Tensor:
+    """(B, T) bool positions of a batch's scored tokens; prompt and padding positions are excluded.
 
-    Prompt and padding positions are excluded; the last position never predicts a scored token.
+    ``"response"``: positions whose own token is a response token (``labels != -100``; the convention
+    of Wanda's reference code for layer statistics). ``"next"``: positions whose next-token
+    prediction is in the loss (labels shifted by one); the last position never predicts a scored token.
     """
+    if convention == "response":
+        return batch.labels != IGNORE
+    if convention != "next":
+        raise ExciseError(f"unknown position convention '{convention}'; choose 'response' or 'next'")
     pos = torch.zeros_like(batch.labels, dtype=torch.bool)
     pos[:, :-1] = batch.labels[:, 1:] != IGNORE
     return pos

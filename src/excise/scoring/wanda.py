@@ -1,8 +1,9 @@
 """Wanda importance (Sun et al. 2023): S_ij = |W_ij| * ||X_j||_2.
 
-X are the inputs of the layer at the *scored positions* of the calibration set, i.e. the positions
-whose next-token prediction is in the loss (the token after them is a response token, padding and
-prompt excluded). One forward pass per batch with pre-hooks; only the sum of squares per input
+X are the inputs of the layer at the response-token positions of the calibration set (positions
+whose own token is a response token, padding and prompt excluded; the reference's convention).
+``positions="next"`` takes the positions whose *next* token is a response token instead (those the
+loss is computed at). One forward pass per batch with pre-hooks; only the sum of squares per input
 feature is kept (streamed, float32), no activation is stored.
 """
 
@@ -30,9 +31,9 @@ from excise.utils import progress
 
 
 def input_sq_norms(
-    model: nn.Module, modules: dict[str, nn.Module], batches: Sequence[Batch]
+    model: nn.Module, modules: dict[str, nn.Module], batches: Sequence[Batch], positions: str = "response"
 ) -> dict[str, torch.Tensor]:
-    """Sum over scored positions of x_j^2 for the input x of every module (float32, module's device)."""
+    """Sum over the scored positions of x_j^2 for the input x of every module (float32, module's device)."""
     sq: dict[str, torch.Tensor] = {}
     current: dict[str, torch.Tensor] = {}
 
@@ -58,7 +59,7 @@ def input_sq_norms(
         extra["logits_to_keep"] = 1  # the head's output is not needed
     with eval_mode(model), torch.no_grad(), hooks(modules, forward_pre=pre):
         for batch in progress(batches, desc="wanda", total=len(batches)):
-            pos = scored_positions(batch)
+            pos = scored_positions(batch, positions)
             if not bool(pos.any()):
                 continue
             current["pos"] = pos.to(dev)
@@ -67,10 +68,10 @@ def input_sq_norms(
 
 
 def wanda_scores(
-    model: nn.Module, modules: dict[str, nn.Module], batches: Sequence[Batch]
+    model: nn.Module, modules: dict[str, nn.Module], batches: Sequence[Batch], positions: str = "response"
 ) -> dict[str, torch.Tensor]:
     """S_ij = |W_ij| * sqrt(sum over scored tokens of x_j^2), float32 on CPU, weight's own shape."""
-    sq = input_sq_norms(model, modules, batches)
+    sq = input_sq_norms(model, modules, batches, positions)
     out: dict[str, torch.Tensor] = {}
     for name, mod in modules.items():
         w = weight_of(mod).detach()

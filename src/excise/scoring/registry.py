@@ -1,0 +1,192 @@
+"""The registry of scoring methods: one ``Method`` record per method, one frozen config per method.
+
+A method is ``fn(model, tokenizer, batches, config) -> Scores`` of one unit kind. Its config is a
+member of the discriminated union ``MethodConfig`` (on ``method``), so an unknown key is a clear
+error and the cache key covers every setting. A new method is one file, one config class and one
+entry in ``METHODS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import Field, TypeAdapter, ValidationError
+
+from excise.config import BaseConfig, format_validation_error
+from excise.core import Scores
+from excise.errors import ExciseError
+
+
+class ScoringConfig(BaseConfig):
+    """Settings every weight- or neuron-level method shares."""
+
+    targets: list[str] | None = Field(
+        None, description="glob patterns of the Linear layers to score (None: every Linear but the head)"
+    )
+
+
+class MagnitudeConfig(ScoringConfig):
+    """|W| (no data)."""
+
+    method: Literal["magnitude"] = "magnitude"
+
+
+class WandaConfig(ScoringConfig):
+    """|W_ij| * ||X_j||_2 (Sun et al. 2023)."""
+
+    method: Literal["wanda"] = "wanda"
+    positions: Literal["response", "next"] = Field(
+        "response",
+        description="'response': positions whose own token is a response token (the reference's "
+        "convention); 'next': positions whose next token is one (those the loss is computed at)",
+    )
+
+
+class WandaRowsConfig(WandaConfig):
+    """Structured (row-wise) Wanda: one score per output neuron."""
+
+    method: Literal["wanda-rows"] = "wanda-rows"  # type: ignore[assignment]
+
+
+class SnipConfig(ScoringConfig):
+    """sum over samples of |W * grad L(x)| (per-sample; Lee et al. 2019, Wei et al. 2024)."""
+
+    method: Literal["snip"] = "snip"
+    logits: Literal["scored", "all"] = Field(
+        "scored", description="'scored': the output head only at loss positions (same scores, faster)"
+    )
+    micro_batch: int | None = Field(
+        None, ge=1, description="samples per backward pass (smaller: less memory, slower; None: whole batch)"
+    )
+
+
+class SPDConfig(BaseConfig):
+    """Mean causal importance of each SPD subcomponent over the given inputs."""
+
+    method: Literal["spd"] = "spd"
+
+
+MethodConfig = Annotated[
+    MagnitudeConfig | WandaConfig | WandaRowsConfig | SnipConfig | SPDConfig,
+    Field(discriminator="method"),
+]
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(MethodConfig)
+
+ScoreFn = Callable[[torch.nn.Module, Any, Sequence[Any], Any], Scores]
+DataKind = Literal["none", "tokens", "inputs"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A scoring method: name, unit kind, config class, the data it reads, and its function."""
+
+    name: str
+    unit: str
+    config: type[BaseConfig]
+    data: DataKind
+    fn: ScoreFn
+    summary: str
+
+    @property
+    def needs_data(self) -> bool:
+        return self.data != "none"
+
+
+def _weight_method(kernel_path: str, options: Callable[[Any], dict[str, Any]] = lambda c: {}) -> ScoreFn:
+    """fn for a weight-level kernel ``kernel(model, modules, batches, **options) -> {param: tensor}``."""
+
+    def run(model: torch.nn.Module, tokenizer: Any, batches: Sequence[Any], cfg: Any) -> Scores:
+        import importlib
+
+        from excise.scoring.base import in_axes, target_modules
+
+        mod_name, fn_name = kernel_path.rsplit(":", 1)
+        kernel = getattr(importlib.import_module(mod_name), fn_name)
+        modules = target_modules(model, cfg.targets)
+        tensors = kernel(model, modules, batches, **options(cfg))
+        return Scores(tensors, unit="weight", meta={"in_axis": in_axes(modules), "n_batches": len(batches)})
+
+    return run
+
+
+def _wanda_rows(model: torch.nn.Module, tokenizer: Any, batches: Sequence[Any], cfg: Any) -> Scores:
+    from excise.scoring.base import in_axes, target_modules
+    from excise.scoring.neurons import wanda_row_scores
+
+    modules = target_modules(model, cfg.targets)
+    tensors = wanda_row_scores(model, modules, batches, positions=cfg.positions)
+    return Scores(tensors, unit="neuron", meta={"in_axis": in_axes(modules), "n_batches": len(batches)})
+
+
+def _spd(model: torch.nn.Module, tokenizer: Any, inputs: Sequence[Any], cfg: Any) -> Scores:
+    from excise.spd.components import SPDModel
+    from excise.spd.scores import causal_importance_scores
+
+    if not isinstance(model, SPDModel):
+        raise ExciseError(
+            f"method 'spd' scores the subcomponents of an SPDModel (from excise.spd.decompose), "
+            f"got {type(model).__name__}"
+        )
+    return causal_importance_scores(model, inputs[0] if len(inputs) == 1 else torch.cat(list(inputs)))
+
+
+METHODS: dict[str, Method] = {
+    "magnitude": Method(
+        "magnitude", "weight", MagnitudeConfig, "none",
+        _weight_method("excise.scoring.magnitude:magnitude_scores"), "|W|",
+    ),
+    "wanda": Method(
+        "wanda", "weight", WandaConfig, "tokens",
+        _weight_method("excise.scoring.wanda:wanda_scores", lambda c: {"positions": c.positions}),
+        "|W_ij| * ||X_j||_2 on the response tokens",
+    ),
+    "snip": Method(
+        "snip", "weight", SnipConfig, "tokens",
+        _weight_method(
+            "excise.scoring.snip:snip_scores", lambda c: {"logits": c.logits, "micro_batch": c.micro_batch}
+        ),
+        "sum over samples of |W * grad L(x)| (per-sample)",
+    ),
+    "wanda-rows": Method(
+        "wanda-rows", "neuron", WandaRowsConfig, "tokens", _wanda_rows,
+        "sum_j |W_ij| * ||X_j||_2 per output neuron i (structured Wanda)",
+    ),
+    "spd": Method(
+        "spd", "subcomponent", SPDConfig, "inputs", _spd,
+        "mean causal importance g_c(x) of each SPD subcomponent",
+    ),
+}  # fmt: skip
+ALIASES = {"wandg": "snip"}
+
+
+def get_method(name: str) -> Method:
+    """The method called ``name`` (or an alias), or an ExciseError listing the methods."""
+    key = ALIASES.get(name, name)
+    if key not in METHODS:
+        names = ", ".join(list(METHODS) + [f"{a} (= {t})" for a, t in ALIASES.items()])
+        raise ExciseError(f"unknown scoring method '{name}'; choose one of: {names}")
+    return METHODS[key]
+
+
+def method_config(method: str, **settings: Any) -> BaseConfig:
+    """The validated config of ``method`` with ``settings`` (an unknown key is an ExciseError)."""
+    m = get_method(method)
+    try:
+        return m.config.model_validate({**settings, "method": m.name})
+    except ValidationError as err:
+        keys = ", ".join(k for k in m.config.model_fields if k != "method") or "none"
+        msg = format_validation_error(err, f"settings of scoring method '{m.name}'")
+        raise ExciseError(f"{msg}; its settings are: {keys}") from None
+
+
+def parse_method_config(data: dict[str, Any]) -> BaseConfig:
+    """A method config from a dict with a ``method`` key (the discriminated union ``MethodConfig``)."""
+    try:
+        return _ADAPTER.validate_python(
+            {**data, "method": ALIASES.get(data.get("method", ""), data.get("method"))}
+        )
+    except ValidationError as err:
+        raise ExciseError(format_validation_error(err, "scoring method config")) from None
