@@ -92,3 +92,32 @@ def test_load_errors(tmp_path) -> None:
 def test_dtype_is_applied() -> None:
     model, _ = load_model("tiny-llama", dtype="bfloat16")
     assert next(model.parameters()).dtype == torch.bfloat16
+
+
+def test_tiny_tokenizer_and_scores_are_the_same_in_two_processes() -> None:
+    """Token ids are byte values in every process, so scores (and their cache keys) agree across processes."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, torch; torch.set_num_threads(1)\n"
+        "from excise.models import tiny_model\n"
+        "from excise.scoring import score\n"
+        "m, t = tiny_model('llama', seed=0)\n"
+        "ids = t('Hello, world! é ✓')['input_ids']\n"
+        "s = score(m, t, [__import__('excise.data', fromlist=['Example']).Example('hi', 'there')], 'wanda',"
+        " use_cache=False)\n"
+        "k = 'model.layers.0.mlp.down_proj.weight'\n"
+        "print(json.dumps({'ids': ids, 'sum': float(s[k].double().sum()), 'first': s[k].flatten()[:8].tolist()}))\n"
+    )
+    outs = [
+        json.loads(
+            subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        for _ in range(2)
+    ]
+    assert outs[0] == outs[1]
+    assert outs[0]["ids"][:5] == list(b"Hello")  # id == byte value

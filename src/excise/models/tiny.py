@@ -17,15 +17,35 @@ CHAT_TEMPLATE = (
 )
 
 
+def byte_to_char() -> dict[int, str]:
+    """The byte-level pre-tokenizer's printable stand-in for every byte value, in byte order.
+
+    Printable Latin-1 bytes stand for themselves; the other bytes, in increasing order, take the
+    code points from 256 upwards (the mapping ``ByteLevel`` uses). Built from byte values, so the
+    vocabulary order is the same in every process.
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    out: dict[int, str] = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in out:
+            out[b] = chr(256 + extra)
+            extra += 1
+    return dict(sorted(out.items()))
+
+
 def byte_tokenizer(chat_template: str | None = CHAT_TEMPLATE) -> PreTrainedTokenizerFast:
-    """A byte-level tokenizer (256 byte tokens + <pad>, <s>, </s>) built locally, no download."""
+    """A byte-level tokenizer (256 byte tokens in byte order + <pad>, <s>, </s>) built locally, no download.
+
+    Token id ``b`` is byte ``b`` in every process (the vocabulary is not read from a set's order).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-    byte_vocab = {ch: i for i, ch in enumerate(pre_tokenizers.ByteLevel.alphabet())}
-    specials = ["<pad>", "<s>", "</s>"]
-    vocab = dict(sorted(byte_vocab.items(), key=lambda kv: kv[1]))
-    vocab = {k: i for i, k in enumerate(vocab)}
-    for s in specials:
+    chars = byte_to_char()
+    if set(chars.values()) != set(pre_tokenizers.ByteLevel.alphabet()):
+        raise ExciseError("this tokenizers version maps bytes differently; the tiny tokenizer needs updating")
+    vocab = {ch: b for b, ch in chars.items()}
+    for s in ("<pad>", "<s>", "</s>"):
         vocab[s] = len(vocab)
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
@@ -39,13 +59,16 @@ def byte_tokenizer(chat_template: str | None = CHAT_TEMPLATE) -> PreTrainedToken
 
 
 def tiny_config(family: str, vocab_size: int, special: dict[str, int] | None = None, **overrides: Any) -> Any:
-    """A small config of the family: 2 layers, hidden 64, 4 heads (2 key/value heads for llama)."""
+    """A small config of the family: 2 layers, hidden 64, 4 heads (2 key/value heads for llama), context 512.
+
+    The context holds every built-in data set's longest example in byte tokens (306).
+    """
     import transformers as tf
 
     n_layers = overrides.pop("num_layers", 2)
     hidden = overrides.pop("hidden", 64)
     heads = overrides.pop("heads", 4)
-    ctx = overrides.pop("context", 128)
+    ctx = overrides.pop("context", 512)
     sp: dict[str, Any] = dict(special or {})
     cfg: tf.PretrainedConfig
     if family == "llama":
