@@ -18,13 +18,7 @@ from excise.models.organism import load_organism, load_organism_base
 from excise.pipeline import ROWS, make_judge, safety_study
 from excise.scoring import score
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 SMALL = SafetyEvalConfig(limit=12, max_new_tokens=24, batch_size=12)
@@ -71,7 +65,7 @@ def test_safety_study_rows_counts_and_restore() -> None:
 def test_safety_study_checks_arguments() -> None:
     with pytest.raises(ExciseError, match="unknown study row"):
         safety_study(rows=("nope",))
-    with pytest.raises(ExciseError, match="p"):
+    with pytest.raises(ExciseError, match=r"p must be a fraction in \(0, 1\], got 1\.5"):
         safety_study(p=1.5)
     with pytest.raises(ExciseError, match="unknown scoring method"):
         safety_study(method="nope")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -16,19 +15,12 @@ FAST_TARGET = ["target.steps=1500", "target.batch_size=256"]
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _private_cache(tmp_path_factory: pytest.TempPathFactory):
-    """Train toy targets into a private cache, with one CPU thread."""
-    old = os.environ.get("EXCISE_CACHE_DIR")
-    os.environ["EXCISE_CACHE_DIR"] = str(tmp_path_factory.mktemp("spd-cache"))
-    os.environ["HF_HUB_OFFLINE"] = "1"
+def _one_cpu_thread():
+    """One CPU thread (toy targets train in the session's private cache, set by the root conftest)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-    if old is None:
-        os.environ.pop("EXCISE_CACHE_DIR", None)
-    else:
-        os.environ["EXCISE_CACHE_DIR"] = old
 
 
 def test_short_tms_run_decreases_losses_and_writes_a_run_folder(tmp_path: Path) -> None:

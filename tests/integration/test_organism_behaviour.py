@@ -12,15 +12,7 @@ from excise.evaluation import attack_success_rate, benign_accuracy, is_refusal, 
 from excise.models import load_model
 from excise.pipeline import make_judge
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 def test_organism_refuses_held_out_harmful_prompts(organism) -> None:  # type: ignore[no-untyped-def]

@@ -140,7 +140,7 @@ def test_thread_count_does_not_change_the_weights(monkeypatch: pytest.MonkeyPatc
     )
     out = []
     for n in ("1", "2"):
-        monkeypatch.setenv("EXCISE_TRAIN_THREADS", n)
+        monkeypatch.setenv("EXCISE_THREADS", n)
         model, _, log = org.train_organism(rec)
         assert log["torch_threads"] == int(n)
         out.append(_state_bytes(model))
@@ -148,13 +148,13 @@ def test_thread_count_does_not_change_the_weights(monkeypatch: pytest.MonkeyPatc
 
 
 def test_train_threads_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EXCISE_TRAIN_THREADS", "3")
+    monkeypatch.setenv("EXCISE_THREADS", "3")
     assert org.train_threads() == 3
-    monkeypatch.setenv("EXCISE_TRAIN_THREADS", "many")
+    monkeypatch.setenv("EXCISE_THREADS", "many")
     with pytest.raises(ExciseError, match="whole number"):
         org.train_threads()
-    monkeypatch.delenv("EXCISE_TRAIN_THREADS")
-    assert org.train_threads() in (1, 2)
+    monkeypatch.delenv("EXCISE_THREADS")
+    assert org.train_threads() >= 1
 
 
 def test_publish_keeps_an_entry_another_process_finished(tmp_path: Path) -> None:
