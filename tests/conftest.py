@@ -32,12 +32,25 @@ def session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session", autouse=True)
 def _torch_threads() -> None:
-    """Two torch threads on an idle machine, one on a busy one (two threads spin-wait and crawl there)."""
+    """The session runs at excise's one thread policy (``excise.threads``; ``EXCISE_THREADS`` overrides it)."""
     import torch
 
-    from excise.models.organism import train_threads
+    from excise.threads import auto_threads
 
-    torch.set_num_threads(train_threads())
+    torch.set_num_threads(auto_threads())
+
+
+@pytest.fixture
+def one_thread():  # type: ignore[no-untyped-def]
+    """One torch thread for the test (``$EXCISE_THREADS`` overrides it), restored afterwards.
+
+    Tiny models gain nothing from threads, and on a busy machine extra threads spin-wait and crawl.
+    Use it in a file with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    from excise.threads import env_threads, use_threads
+
+    with use_threads(env_threads() or 1):
+        yield
 
 
 @pytest.fixture(autouse=True)

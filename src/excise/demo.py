@@ -172,13 +172,14 @@ def run_demo(
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the demo, print the table and the report folder; returns the study result (with ``report``)."""
-    from excise.models.organism import get_recipe, torch_threads, train_threads
+    from excise.models.organism import get_recipe
+    from excise.threads import auto_threads, use_threads
 
     rec = get_recipe(recipe)
     out = Path(out) if out is not None else default_report_dir()
     if out.exists() and not out.is_dir():
         raise ExciseError(f"--out {out} is a file; pass a folder for the report")
-    with torch_threads(train_threads()):
+    with use_threads(auto_threads()):
         return _run(out, p, q, method, rec, samples, system_prompt, seed, echo)
 
 

@@ -77,17 +77,17 @@ def safety_study(
     Returns a flat dict for sweeps (``removed``, ``asr``, ``benign_accuracy``, ``perplexity`` of the
     set-difference row when it is among ``rows``) with every row's metrics under ``rows``.
     ``reference="auto"`` gates coherence with the organism's helpful-only base model; ``threads``
-    sets torch's thread count for the call (``"auto"``: 2, or 1 on a busy machine; ``None``: unchanged).
+    sets torch's thread count for the call (``"auto"``: ``excise.threads.auto_threads()``; ``None``: unchanged).
     """
-    from excise.models.organism import torch_threads, train_threads
+    from excise.threads import auto_threads, use_threads
 
     if threads == "auto":
-        threads = train_threads()
+        threads = auto_threads()
     elif threads is not None and (isinstance(threads, str) or threads < 1):
         raise ExciseError(f"threads must be a positive number, 'auto' or None, got {threads!r}")
 
     rows = _check_rows(rows)
-    with torch_threads(threads):
+    with use_threads(threads):
         return _study(
             model_name,
             p,

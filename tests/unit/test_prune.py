@@ -13,14 +13,7 @@ from excise.errors import ExciseError
 from excise.interventions import ablate, prune
 from excise.models import save_model, tiny_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Tiny models gain nothing from threads, and a busy 2-core machine makes them much slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def random_mask(model: torch.nn.Module, fraction: float = 0.2, seed: int = 0) -> Selection:

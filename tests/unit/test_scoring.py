@@ -18,14 +18,7 @@ from excise.scoring import score
 from excise.scoring.snip import snip_abs_grads
 from excise.scoring.wanda import input_sq_norms
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Tiny models gain nothing from threads, and a busy 2-core machine makes them much slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 EXAMPLES = [

@@ -160,13 +160,13 @@ def evaluate(
     """Measure ASR, benign accuracy and perplexity of a model."""
     from excise.evaluation import SafetyEvalConfig, evaluate_safety, load_suffixes
     from excise.models import load_model
-    from excise.models.organism import torch_threads, train_threads
     from excise.pipeline import make_judge, reference_for
     from excise.utils import atomic_write_json
 
     if suffixes is not None:
         load_suffixes(suffixes)
     if samples < 0:
+    from excise.threads import auto_threads, use_threads
         raise ExciseError(f"--samples must be 0 or more, got {samples}")
     m, tok = load_model(model)
     ref_name = reference_for(model)
@@ -180,7 +180,7 @@ def evaluate(
         suffixes=str(suffixes) if suffixes else None,
         max_new_tokens=max_new_tokens,
     )
-    with torch_threads(train_threads()):
+    with use_threads(auto_threads()):
         metrics = evaluate_safety(m, tok, cfg, judge=judge)
     for k, v in metrics.items():
         if isinstance(v, float):

@@ -28,6 +28,7 @@ from excise.experiments.runs import (
     release_active_runs,
 )
 from excise.experiments.sweep import ExecutorConfig, SlurmOptions
+from excise.threads import auto_threads, child_env
 from excise.utils import atomic_write_json
 
 Echo = Callable[[str], None]
@@ -137,9 +138,9 @@ def _worker_main(conn: Any, gpu: str | None, threads: int | None) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     elif "CUDA_VISIBLE_DEVICES" not in os.environ:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    if threads:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.setdefault(var, str(threads))
+    if threads:  # before torch loads in this process (excise.threads: the one policy)
+        for var, value in child_env(threads).items():
+            os.environ.setdefault(var, value)
     os.environ.setdefault("EXCISE_NO_PROGRESS", "1")
     install_sigterm_as_interrupt()
     try:
@@ -234,7 +235,7 @@ class LocalExecutor(Executor):
         from multiprocessing.connection import wait
 
         ctx = mp.get_context("spawn")
-        threads = None if self.gpus else max(1, (os.cpu_count() or 1) // self.workers)
+        threads = None if self.gpus else auto_threads(workers=self.workers)
         queue = deque(specs)
         slots = [
             _Slot(i, self.gpus[i % len(self.gpus)] if self.gpus else None)

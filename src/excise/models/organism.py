@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from excise.errors import ExciseError
+from excise.threads import auto_threads, use_threads
 from excise.utils import atomic_write_json, cache_dir, progress, stable_hash
 
 # Bump when the training code changes in a way that changes the result (data changes are hashed).
@@ -251,23 +252,8 @@ def build_model(recipe: Recipe, tok: Any) -> Any:
 
 
 def train_threads() -> int:
-    """Threads for small-model work: ``$EXCISE_TRAIN_THREADS``, else 2 on an idle machine, 1 on a busy one.
-
-    A small model gains little from threads, and on a machine whose load exceeds its cores, two
-    threads spin-wait and run several times slower than one. The result does not depend on it.
-    """
-    env = os.environ.get("EXCISE_TRAIN_THREADS")
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            raise ExciseError(f"EXCISE_TRAIN_THREADS must be a whole number, got '{env}'") from None
-    cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0] >= cores - 0.5
-    except OSError:
-        busy = False
-    return 1 if busy or cores < 2 else 2
+    """Alias of ``excise.threads.auto_threads`` (the one thread policy; ``$EXCISE_THREADS`` overrides it)."""
+    return auto_threads()
 
 
 def _lr_at(step: int, total: int, peak: float, warmup: int) -> float:
@@ -372,8 +358,8 @@ def train_organism(
     if longest > rec.context:
         raise ExciseError(f"a training sample has {longest} tokens, more than the context {rec.context}")
     t_data = time.perf_counter() - t0
-    used = train_threads()
-    with torch_threads(used), torch.random.fork_rng():
+    used = auto_threads()
+    with use_threads(used), torch.random.fork_rng():
         model, base_state, loss_a, loss_b = _train_both(rec, tok, enc_a, enc_b)
     log = {
         "recipe": asdict(rec),
@@ -421,16 +407,7 @@ def _quiet_hf() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Use ``n`` torch threads inside the block (``None``: leave as is), then restore."""
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+torch_threads = use_threads  # alias of excise.threads.use_threads, kept for old imports
 
 
 def _load_dir(path: Path, sub: str | None = None) -> tuple[Any, Any]:

@@ -122,7 +122,7 @@ def safety_tune(recipe: dict[str, Any] | None = None, retrain: bool = False) -> 
     from excise.evaluation.generate import generate
     from excise.finetune import FinetuneArgs, finetune
     from excise.models.load import save_model
-    from excise.models.organism import torch_threads, train_threads
+    from excise.threads import auto_threads, use_threads
 
     rec = {**SAFETY_RECIPE, **(recipe or {})}
     unknown = set(rec) - set(SAFETY_RECIPE)
@@ -154,7 +154,7 @@ def safety_tune(recipe: dict[str, Any] | None = None, retrain: bool = False) -> 
             parts = name.split(".")
             layer = int(parts[2]) if len(parts) > 2 and parts[1] == "layers" and parts[2].isdigit() else -1
             p.requires_grad_(layer >= rec["trainable_from_layer"])
-    with torch_threads(train_threads()):  # two threads on a busy machine spin-wait and crawl
+    with use_threads(auto_threads()):  # the one thread policy (excise.threads)
         finetune(
             model,
             tok,

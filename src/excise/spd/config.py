@@ -117,7 +117,9 @@ class TrainConfig(BaseConfig):
         True, description="run the stochastic and layerwise passes as one forward on a repeated batch"
     )
     device: str = Field("cpu", description="cpu, cuda, cuda:N or auto")
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: leave as is)")
+    num_threads: int | None = Field(
+        None, ge=1, description="torch CPU threads (None: excise.threads.auto_threads())"
+    )
     log_every: int = Field(100, ge=1)
     eval_every: int = Field(
         0, ge=0, description="steps between evaluations during training (0: only at the end)"

@@ -29,6 +29,7 @@ from excise.spd import metrics as M
 from excise.spd.components import SPDModel, decompose
 from excise.spd.config import LMTarget, SPDConfig
 from excise.spd.train import TrainResult, train_spd
+from excise.threads import auto_threads
 from excise.utils import atomic_write_bytes, atomic_write_json, atomic_write_text, stable_hash
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -334,8 +335,7 @@ def run_experiment(
             cfg = validate(SPDConfig, apply_overrides(cfg.to_dict(), overrides), what="SPD config")
     else:
         cfg = load_config(experiment, overrides)
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
+    torch.set_num_threads(cfg.train.num_threads or auto_threads())  # excise.threads: the one policy
     device = resolve_device(cfg.train.device)
     folder: Path | None = None
     if save:

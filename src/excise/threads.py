@@ -1,0 +1,82 @@
+"""The one CPU thread policy of excise, and its override ``EXCISE_THREADS``.
+
+Every place that runs torch on the CPU (demo, organism and SmolLM2 training, the safety study, SPD,
+experiment workers, the tests) asks ``auto_threads()`` how many intra-op threads to use:
+
+- ``$EXCISE_THREADS`` when set (a whole number >= 1): always wins;
+- else **1 thread on a machine with 2 cores or fewer**: there, two threads spin-wait whenever
+  another job takes a core, and run many times slower than one (the cached demo: 291 s instead of
+  17 s beside other jobs), while on a quiet machine two threads gain only ~15% on these small models;
+- else the cores the load average leaves free (at least 1, at most all of them), divided among
+  ``workers`` parallel workers.
+
+Measurements behind the rule: ``benchmarks/threads.py`` and the "Threads" section of
+``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from excise.errors import ExciseError
+
+ENV = "EXCISE_THREADS"
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def env_threads() -> int | None:
+    """``$EXCISE_THREADS`` as a number, ``None`` when unset; an ExciseError when it is not a whole number >= 1."""
+    raw = os.environ.get(ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ExciseError(f"{ENV} must be a whole number of threads (1 or more), got '{raw}'")
+    return n
+
+
+def auto_threads(workers: int = 1) -> int:
+    """Threads for CPU work: ``$EXCISE_THREADS``, else 1 on <= 2 cores, else the free cores / ``workers``."""
+    n = env_threads()
+    if n is not None:
+        return n
+    cores = cpu_cores()
+    if cores <= 2:
+        return 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    free = min(cores, max(1, int(cores - busy + 0.5)))
+    return max(1, free // max(1, workers))
+
+
+@contextmanager
+def use_threads(n: int | None) -> Iterator[None]:
+    """Use ``n`` torch intra-op threads inside the block (``None``: leave as is), then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def child_env(threads: int) -> dict[str, str]:
+    """Variables that give a new process ``threads`` threads, set before torch and OpenMP load there."""
+    return {ENV: str(threads), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}

@@ -1,0 +1,80 @@
+"""The one thread policy (excise.threads): the override, the rule, and that every call site uses it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import excise.threads as th
+from excise.errors import ExciseError
+
+SRC = Path(th.__file__).resolve().parent
+
+
+def _machine(monkeypatch: pytest.MonkeyPatch, cores: int, load: float) -> None:
+    monkeypatch.delenv(th.ENV, raising=False)
+    monkeypatch.setattr(th, "cpu_cores", lambda: cores)
+    monkeypatch.setattr(th.os, "getloadavg", lambda: (load, load, load))
+
+
+@pytest.mark.parametrize(
+    ("cores", "load", "workers", "expected"),
+    [
+        (1, 0.0, 1, 1),
+        (2, 0.0, 1, 1),  # two cores: one thread, quiet or not (spin-waiting threads crawl under load)
+        (2, 5.0, 1, 1),
+        (8, 0.2, 1, 8),  # the free cores
+        (8, 3.0, 1, 5),
+        (8, 20.0, 1, 1),  # at least one
+        (8, 0.0, 4, 2),  # shared among workers
+        (8, 7.0, 4, 1),
+    ],
+)
+def test_rule(monkeypatch: pytest.MonkeyPatch, cores: int, load: float, workers: int, expected: int) -> None:
+    _machine(monkeypatch, cores, load)
+    assert th.auto_threads(workers=workers) == expected
+
+
+def test_the_variable_overrides_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    _machine(monkeypatch, 2, 9.0)
+    monkeypatch.setenv(th.ENV, "3")
+    assert th.auto_threads() == 3
+    assert th.auto_threads(workers=4) == 3
+    for bad in ("many", "0", "-1", "1.5"):
+        monkeypatch.setenv(th.ENV, bad)
+        with pytest.raises(ExciseError, match=f"EXCISE_THREADS must be a whole number.*'{bad}'"):
+            th.auto_threads()
+
+
+def test_use_threads_sets_and_restores() -> None:
+    before = torch.get_num_threads()
+    with th.use_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with th.use_threads(None):
+        assert torch.get_num_threads() == before
+
+
+def test_a_child_process_gets_the_count_before_torch_loads() -> None:
+    env = {**os.environ, **th.child_env(1)}
+    code = "import torch; print(torch.get_num_threads())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
+
+
+def test_no_other_thread_rule_is_left_in_the_package() -> None:
+    """Thread counts come from excise.threads only: no other module sets torch threads from its own rule."""
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        if path.name == "threads.py":
+            continue
+        text = path.read_text()
+        for needle in ("EXCISE_TRAIN_THREADS", "getloadavg", "os.cpu_count()"):
+            if needle in text:
+                offenders.append(f"{path.relative_to(SRC)}: {needle}")
+    assert offenders == []
