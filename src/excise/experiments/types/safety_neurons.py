@@ -79,11 +79,9 @@ def _scalars(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
+    from excise.devices import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve_device(name))
 
 
 def run_safety_neurons(cfg: SafetyNeuronsConfig, ctx: Any) -> dict[str, Any]:
