@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -78,24 +79,53 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return a copy of ``data`` with ``a.b.c=value`` overrides applied."""
-    import copy
+def set_dotted(data: dict[str, Any], key: str, value: Any, what: str = "override") -> None:
+    """Set ``data[a][b][0][c] = value`` for ``key = "a.b.0.c"``, in place.
 
+    Missing mapping sections are created; a number addresses an item of an existing list (``-1`` the
+    last one); anything else that cannot hold the key is an ExciseError naming the offending part.
+    """
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ExciseError(f"{what} '{key}' has an empty key")
+    node: Any = data
+    path: list[str] = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(path) or "the top level"
+        if isinstance(node, list):
+            try:
+                idx = int(part)
+            except ValueError:
+                raise ExciseError(
+                    f"{what} '{key}': '{where}' is a list; address its items by number, e.g. {where}.0"
+                ) from None
+            if not -len(node) <= idx < len(node):
+                raise ExciseError(
+                    f"{what} '{key}': '{where}' has {len(node)} item(s), so index {idx} does not exist"
+                )
+            if last:
+                node[idx] = copy.deepcopy(value)
+                return
+            node = node[idx]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = copy.deepcopy(value)
+                return
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+        else:
+            raise ExciseError(f"{what} '{key}': '{where}' holds the value {node!r}, not a section or a list")
+        path.append(part)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with ``a.b.c=value`` overrides applied (``a.0.c`` indexes a list)."""
     out = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
             raise ExciseError(f"override '{item}' must look like key.sub=value")
         key, _, raw = item.partition("=")
-        parts = [p for p in key.strip().split(".") if p]
-        if not parts:
-            raise ExciseError(f"override '{item}' has an empty key")
-        node: Any = out
-        for p in parts[:-1]:
-            if not isinstance(node, dict):
-                raise ExciseError(f"override '{item}': '{p}' is not a section")
-            node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise ExciseError(f"override '{item}': cannot set a key inside a non-mapping value")
-        node[parts[-1]] = parse_value(raw)
+        set_dotted(out, key, parse_value(raw), what="override")
     return out

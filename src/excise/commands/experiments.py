@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from excise.errors import ExciseError
+from excise.errors import ExciseError, Interrupted
 
 SetOpt = Annotated[
     list[str] | None,
@@ -127,6 +127,10 @@ def sweep(
     extra = parse_grid_options(grid)
     mode_name, _ = plan_runs(doc, mode, extra)
     folder = out or Path("sweeps") / f"{doc.name}-{mode_name}"
+    from excise.experiments.sweep import SWEEP_MARKERS
+    from excise.utils import check_output_dir
+
+    check_output_dir(folder, SWEEP_MARKERS, "sweep folder", what="--out" if out else "sweep folder")
     exe = _executor_config(
         doc, executor, workers, gpus, partition, time_min, gpus_per_node, cpus_per_task, mem_gb, wait
     )
@@ -145,10 +149,9 @@ def sweep(
                 echo=typer.echo,
             )
     except KeyboardInterrupt:
-        typer.echo(
-            f"interrupted: finished runs are kept in {folder}; run the same command again to resume", err=True
-        )
-        raise typer.Exit(130) from None
+        raise Interrupted(
+            f"interrupted: finished runs are kept in {folder}; run the same command again to resume"
+        ) from None
     if dry_run:
         return
     s = result.states
@@ -207,8 +210,11 @@ def report(
 
     Example: excise report sweeps/safety-neurons-grid
     """
-    from excise.experiments.report import write_report
+    from excise.experiments.report import REPORT_MARKERS, write_report
+    from excise.utils import check_output_dir
 
+    if out is not None:
+        check_output_dir(out, REPORT_MARKERS, "report folder")
     rep = write_report(sweep_dir, out)
     for w in rep.warnings:
         typer.echo(f"warning: {w}", err=True)
@@ -300,25 +306,12 @@ def register(app: typer.Typer) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run only these commands (``python -m excise.commands.experiments``), errors printed on one line."""
-    import sys
+    """Run only these commands (``python -m excise.commands.experiments``), with the CLI's exit codes."""
+    from excise.cli import exit_with
 
     app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
     register(app)
-    try:
-        app(args=argv, standalone_mode=False)
-    except ExciseError as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(2)
-    except typer.Exit as ex:
-        sys.exit(ex.exit_code)
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(2)
-        raise
+    exit_with(app, argv)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,10 @@ def demo(
 
     check_fraction("p", p)
     check_fraction("q", q)
+    if out is not None:
+        from excise.utils import check_output_dir
+
+        check_output_dir(out, ("results.json", "table.txt"), "demo report folder")
     get_recipe(recipe)
     if samples < 0:
         raise ExciseError(f"--samples must be 0 or more, got {samples}")
@@ -156,17 +160,28 @@ def evaluate(
     suffixes: Annotated[Path | None, typer.Option(help="File of adversarial suffixes, one per line.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer.")] = 64,
     out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Measure ASR, benign accuracy and perplexity of a model."""
     from excise.evaluation import SafetyEvalConfig, evaluate_safety, load_suffixes
     from excise.models import load_model
     from excise.pipeline import make_judge, reference_for
+    from excise.threads import auto_threads, use_threads
     from excise.utils import atomic_write_json
 
+    if out is not None:
+        from excise.utils import check_writable_location
+
+        if out.is_dir():
+            raise ExciseError(f"--out {out} is a folder; pass the path of a JSON file to write")
+        if out.exists() and not overwrite:
+            raise ExciseError(
+                f"--out {out} already exists; pass --overwrite to replace it, or choose another --out"
+            )
+        check_writable_location(out)
     if suffixes is not None:
         load_suffixes(suffixes)
     if samples < 0:
-    from excise.threads import auto_threads, use_threads
         raise ExciseError(f"--samples must be 0 or more, got {samples}")
     m, tok = load_model(model)
     ref_name = reference_for(model)

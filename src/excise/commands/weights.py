@@ -14,12 +14,55 @@ import typer
 from excise.errors import ExciseError
 
 
-def _check_new_file(out: Path) -> None:
-    if out.exists() and out.is_dir():
-        raise ExciseError(f"--out {out} is a folder; pass a file path such as scores/safety.safetensors")
+def _output_pair(out: Path, overwrite: bool, command: str) -> Path:
+    """Check ``--out`` of a command writing ``NAME.safetensors`` + ``NAME.json`` before any work.
+
+    Refuses a name with another ending (``notes.txt`` would become ``notes.safetensors``), a folder, a
+    place that cannot be written, and (without ``--overwrite``) any existing file of the pair.
+    Returns the tensor file's path.
+    """
+    from excise.utils import check_writable_location
+
+    if out.suffix in (".safetensors", ".json"):
+        stem = out.with_suffix("")
+    else:
+        stem = out
+    if stem.suffix or not stem.name:
+        raise ExciseError(
+            f"--out {out}: {command} writes NAME.safetensors and NAME.json, so NAME may not hold a '.'; "
+            f"pass e.g. --out {stem.parent / stem.name.replace('.', '_')}"
+        )
+    if out.is_dir():
+        raise ExciseError(f"--out {out} is a folder; pass a file path such as {out / 'scores'}")
+    check_writable_location(out)
+    pair = (stem.with_suffix(".safetensors"), stem.with_suffix(".json"))
+    for path in pair:
+        if path.is_dir():
+            raise ExciseError(f"--out {out}: {path} is a folder; choose another --out")
+        if path.exists() and not overwrite:
+            own = _written_by_excise(pair)
+            what = f"an earlier output of 'excise {command}'" if own else "a file excise did not write"
+            raise ExciseError(
+                f"--out {out}: {path} already exists ({what}); pass --overwrite to replace it, "
+                "or choose another --out (nothing was written)"
+            )
+    return pair[0]
+
+
+def _written_by_excise(pair: tuple[Path, Path]) -> bool:
+    import json
+
+    try:
+        side = json.loads(pair[1].read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(side, dict) and side.get("kind") in ("scores", "selection") and pair[0].is_file()
 
 
 def _check_new_dir(out: Path) -> None:
+    from excise.utils import check_writable_location
+
+    check_writable_location(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExciseError(
             f"output folder {out} already exists and is not empty; choose a new path or delete it"
@@ -27,11 +70,32 @@ def _check_new_dir(out: Path) -> None:
 
 
 def _check_file(path: Path, what: str) -> None:
-    tpath = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-    tpath = tpath.with_suffix(".safetensors")
+    """The input pair must exist, and its sidecar must be an object naming its kind and unit."""
+    import json
+
+    from excise.core import UNITS
+
+    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    tpath, jpath = Path(f"{stem}.safetensors"), Path(f"{stem}.json")
     if not tpath.is_file():
         raise ExciseError(
             f"{what} file not found: {tpath} (pass a file written by 'excise score' or 'excise select')"
+        )
+    if not jpath.is_file():
+        raise ExciseError(f"{what} sidecar not found: {jpath} (it is written next to {tpath.name})")
+    try:
+        side = json.loads(jpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ExciseError(f"{what} sidecar {jpath} is not readable JSON ({err}); recompute it") from None
+    if not isinstance(side, dict):
+        raise ExciseError(
+            f"{what} sidecar {jpath} holds a {type(side).__name__}, not an object with 'kind' and 'unit'; "
+            "recompute it"
+        )
+    if side.get("unit") not in UNITS:
+        raise ExciseError(
+            f"{what} sidecar {jpath} has no valid 'unit' (got {side.get('unit')!r}; one of {', '.join(UNITS)})"
+            "; recompute it"
         )
 
 
@@ -83,6 +147,7 @@ def score(
     ] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto.")] = "float32",
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files at --out.")] = False,
 ) -> None:
     """Score every weight of the model's linear layers on a calibration set.
 
@@ -99,7 +164,7 @@ def score(
         raise ExciseError(f"--batch-size must be at least 1, got {batch_size}")
     if max_length is not None and max_length < 2:
         raise ExciseError(f"--max-length must be at least 2, got {max_length}")
-    _check_new_file(out)
+    _output_pair(out, overwrite, "score")
     resolve_dtype(dtype)
     resolve_device(device)
     if m.needs_data and data is None:
@@ -108,6 +173,14 @@ def score(
         )
     examples = load_examples(data) if m.needs_data and data is not None else None
     mdl, tok = load_model(model, dtype=dtype, device=device)
+    from excise.data import context_length
+
+    ctx = context_length(mdl)
+    if max_length is not None and ctx is not None and max_length > ctx:
+        raise ExciseError(
+            f"--max-length {max_length} is more than the context of {model} ({ctx} tokens); "
+            f"pass at most {ctx}, or leave it out to use the context"
+        )
     s = score_fn(
         mdl,
         tok,
@@ -149,6 +222,7 @@ def select(
     ] = None,
     p: Annotated[float | None, typer.Option("--p", help="Utility fraction per matrix, in (0, 1].")] = None,
     q: Annotated[float | None, typer.Option("--q", help="Safety fraction per matrix, in (0, 1].")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files at --out.")] = False,
 ) -> None:
     """Turn scores into a boolean mask: top/bottom fraction or count, or a set difference.
 
@@ -160,7 +234,7 @@ def select(
 
     if out is None:
         raise ExciseError("--out is required (the path of the mask to write)")
-    _check_new_file(out)
+    _output_pair(out, overwrite, "select")
     if set_difference:
         if scores is not None or top_fraction is not None or count is not None:
             raise ExciseError(

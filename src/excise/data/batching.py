@@ -114,7 +114,12 @@ def encode(
     tokenizer: object, examples: Sequence[Example], max_length: int | None = None, system: str | None = None
 ) -> list[Encoded]:
     """Encode every example; checks lengths against the context before any model work."""
-    out = [encode_example(tokenizer, ex, max_length, system) for ex in examples]
+    out = []
+    for i, ex in enumerate(examples):
+        try:
+            out.append(encode_example(tokenizer, ex, max_length, system))
+        except ExciseError as err:  # say which example: its file and line, or its index
+            raise ExciseError(f"{getattr(ex, 'source', '') or f'example {i + 1}'}: {err}") from None
     empty = sum(1 for e in out if len(e) - e.n_prompt == 0)
     if empty:
         raise ExciseError(f"{empty} example(s) have no scored tokens (empty response); remove them")

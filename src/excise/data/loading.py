@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ class Example:
     response: str | None = None
     chat: bool = True
     meta: tuple[tuple[str, Any], ...] = ()
+    source: str = field(default="", compare=False)  # where it came from, e.g. ``data.jsonl:12``
 
     def to_json(self) -> dict[str, Any]:
         return {"prompt": self.prompt, "response": self.response, "chat": self.chat}
@@ -51,16 +52,27 @@ def _row_to_example(row: dict[str, Any], where: str) -> Example:
         return str(v)
 
     extra = tuple(sorted((k, v) for k, v in row.items() if isinstance(v, str | int | float | bool)))
+
+    def response(key: str) -> str | None:
+        v = s(key)
+        if v is not None and not v.strip():
+            # silently scoring the prompt instead would measure something else than asked
+            raise ExciseError(
+                f"{where}: '{key}' is empty; give the response to score, or leave the field out "
+                "to score the prompt alone"
+            )
+        return v
+
     if s("prompt") is not None:
-        return Example(s("prompt") or "", s("response") or None, meta=extra)
+        return Example(s("prompt") or "", response("response"), meta=extra)
     if s("goal") is not None:
-        return Example(s("goal") or "", s("target") or None, meta=extra)
+        return Example(s("goal") or "", response("target"), meta=extra)
     if s("instruction") is not None:
         inp = s("input")
         prompt = s("instruction") or ""
         if inp:
             prompt = f"{prompt}\n\n{inp}"
-        return Example(prompt, s("output") or None, meta=extra)
+        return Example(prompt, response("output"), meta=extra)
     if s("text") is not None:
         return Example("", s("text") or "", chat=False, meta=extra)
     cols = ", ".join(sorted(row)) or "none"
@@ -73,7 +85,7 @@ def _row_to_example(row: dict[str, Any], where: str) -> Example:
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is not part of a column name
     except (OSError, UnicodeDecodeError) as err:
         raise ExciseError(f"cannot read data file {path}: {err}") from None
     if suffix == ".jsonl":
@@ -102,7 +114,10 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
             raise ExciseError(f"{path}: a .json data file must hold a list of objects (Alpaca style)")
         return obj
     if suffix == ".csv":
-        return list(csv.DictReader(text.splitlines()))
+        return [
+            {(k.strip() if isinstance(k, str) else k): v for k, v in row.items()}
+            for row in csv.DictReader(text.splitlines())
+        ]
     raise ExciseError(f"unsupported data file type '{suffix}' for {path}; use .jsonl, .json or .csv")
 
 
@@ -128,7 +143,11 @@ def load_examples(
     if path.is_dir():
         raise ExciseError(f"{path} is a folder; pass a .jsonl, .json or .csv file")
     rows = _read_rows(path)
-    examples = [_row_to_example(r, f"{path}:{i + 1}") for i, r in enumerate(rows)]
+    lines = _source_lines(path, len(rows))
+    examples = [
+        replace(_row_to_example(r, f"{path}:{lines[i]}"), source=f"{path}:{lines[i]}")
+        for i, r in enumerate(rows)
+    ]
     if limit is not None:
         examples = examples[:limit]
     if not examples:
@@ -140,6 +159,24 @@ def load_examples(
             "so add a 'response' (or 'target' / 'output') column"
         )
     return examples
+
+
+def _source_lines(path: Path, n: int) -> list[str]:
+    """What names row i in messages: its line in a JSONL (blank lines skipped) or CSV file (after the
+    header), else ``item i`` (1-based)."""
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".csv"):
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, ValueError):
+            text = ""
+        if suffix == ".jsonl":
+            nums = [str(i) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+        else:  # a CSV row may span lines (quoted newlines): count records, not lines
+            nums = [f"row {i}" for i in range(1, n + 1)]
+        if len(nums) >= n:
+            return nums[:n]
+    return [f"item {i}" for i in range(1, n + 1)]
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from excise.errors import ExciseError
+from excise.errors import ExciseError, StorageError
 from excise.experiments.runs import (
     RunSpec,
     classify,
@@ -29,7 +29,10 @@ from excise.experiments.runs import (
 )
 from excise.experiments.sweep import ExecutorConfig, SlurmOptions
 from excise.threads import auto_threads, child_env
-from excise.utils import atomic_write_json
+from excise.utils import atomic_write_json, storage_error
+
+# A worker's answer that means "the disk refused a write", followed by the one-line message.
+STORAGE_PREFIX = "storage-error:"
 
 Echo = Callable[[str], None]
 
@@ -148,9 +151,16 @@ def _worker_main(conn: Any, gpu: str | None, threads: int | None) -> None:
             spec = conn.recv()
             if spec is None:
                 break
-            with _output_to(Path(spec["run_dir"]) / "run.log"):
-                outcome = execute_run(spec)
+            try:
+                with _output_to(Path(spec["run_dir"]) / "run.log"):
+                    outcome = execute_run(spec)
+            except OSError as err:  # e.g. run.log cannot be opened on a read-only disk
+                outcome = STORAGE_PREFIX + str(storage_error(err, spec["run_dir"]))
+            except StorageError as err:
+                outcome = STORAGE_PREFIX + str(err)
             conn.send(outcome)
+            if outcome.startswith(STORAGE_PREFIX):
+                break  # the disk refuses writes: the parent stops the sweep
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
         pass  # interrupted, or the parent is gone: runs already finished are on disk
     finally:
@@ -279,6 +289,9 @@ class LocalExecutor(Executor):
                         outcome = self._crashed(spec, code, crashes, queue, say, bar)
                         if outcome is None:
                             continue
+                    elif outcome.startswith(STORAGE_PREFIX):  # stop at once, say it once
+                        slot.spec = None
+                        raise StorageError(outcome[len(STORAGE_PREFIX) :])
                     else:
                         slot.spec = None
                         slot.runs += 1

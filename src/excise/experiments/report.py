@@ -6,6 +6,10 @@ import datetime as _dt
 import html
 import logging
 import math
+import os
+import shutil
+import tempfile
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +21,7 @@ from excise.errors import ExciseError
 from excise.experiments.registry import ReportFigure, get_experiment_type
 from excise.experiments.runs import read_config, read_meta, read_metrics, runs_root
 from excise.experiments.sweep import sweep_runs
+from excise.utils import honour_umask, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +121,16 @@ class Report:
     warnings: list[str] = field(default_factory=list)
 
 
+#: Files that mark a folder as a report folder (``excise report --out`` refuses any other non-empty one).
+REPORT_MARKERS = ("index.html", "results.csv")
+
+
 def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Report:
-    """Collect the table, write CSV and parquet, draw each experiment type's plots, write index.html."""
+    """Collect the table, write CSV and parquet, draw each experiment type's plots, write index.html.
+
+    Everything is written into a temporary folder next to the report folder, which then replaces the
+    old one: a report that fails halfway leaves the previous report as it was, never a mix of both.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -125,15 +138,61 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Re
     sweep_dir = Path(sweep_dir)
     table = collect(sweep_dir)
     out = Path(out_dir) if out_dir else sweep_dir / "report"
+    if out.exists() and not out.is_dir():
+        raise ExciseError(f"report folder {out} is a file; pass a folder (new, empty, or an earlier report)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    except OSError as err:
+        raise storage_error(err, out.parent, "writing the report") from None
+    try:
+        honour_umask(tmp, directory=True)
+        figures, warnings = _write_report_files(sweep_dir, table, tmp)
+        _replace_folder(tmp, out)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise storage_error(err, out.parent, "writing the report; the previous report is unchanged") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    figures = [ReportFigure(out / Path(f.path).relative_to(tmp), f.title, f.caption) for f in figures]
+    warnings = [w.replace(str(tmp), str(out)) for w in warnings]
+    return Report(
+        out,
+        out / "results.csv",
+        out / "results.parquet",
+        out / "index.html",
+        figures,
+        len(table.frame),
+        warnings,
+    )
+
+
+def _replace_folder(new: Path, final: Path) -> None:
+    """Put the finished folder ``new`` in the place of ``final`` (renames; the old one is removed)."""
+    if not final.exists():
+        os.rename(new, final)
+        return
+    old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(final, old)
+    try:
+        os.rename(new, final)
+    except BaseException:
+        os.rename(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_report_files(sweep_dir: Path, table: Table, out: Path) -> tuple[list[ReportFigure], list[str]]:
     plots_dir = out / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
-    for old in plots_dir.glob("*.png"):
-        old.unlink()
     df = table.frame
     csv_path, pq_path = out / "results.csv", out / "results.parquet"
     df.to_csv(csv_path, index=False)
     try:
         _parquet_safe(df).to_parquet(pq_path, index=False)
+    except OSError:
+        raise
     except Exception as err:  # noqa: BLE001
         raise ExciseError(f"cannot write {pq_path}: {err} (is pyarrow installed?)") from None
 
@@ -151,6 +210,8 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Re
             continue
         try:
             figs = etype.plots_fn(sub, plots_dir)
+        except OSError:
+            raise
         except Exception as err:  # noqa: BLE001 - one broken plot must not lose the table
             log.exception("plots of %s failed", type_name)
             warnings.append(f"plots of '{type_name}' failed: {type(err).__name__}: {err}")
@@ -160,11 +221,12 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> Re
                 warnings.append(f"plot '{f.title}' of '{type_name}' wrote no file at {f.path}")
             else:
                 figures.append(f)
-    html_path = out / "index.html"
+    for f in out.rglob("*"):
+        honour_umask(f, directory=f.is_dir())
     from excise.utils import atomic_write_text
 
-    atomic_write_text(html_path, render_html(sweep_dir, table, figures, out, warnings))
-    return Report(out, csv_path, pq_path, html_path, figures, len(df), warnings)
+    atomic_write_text(out / "index.html", render_html(sweep_dir, table, figures, out, warnings))
+    return figures, warnings
 
 
 _CSS = """
@@ -207,10 +269,11 @@ def render_html(
     df = table.frame
     title = sweep_dir.name
     try:
-        record = yaml.safe_load((sweep_dir / "sweep.yaml").read_text()) or {}
+        record = yaml.safe_load((sweep_dir / "sweep.yaml").read_text(encoding="utf-8")) or {}
         title = f"{record.get('name', title)} / {', '.join(record.get('modes') or [record.get('mode', '')])}"
         description = (record.get("document") or {}).get("description", "")
-    except (OSError, yaml.YAMLError, AttributeError):
+    except (OSError, ValueError, yaml.YAMLError, AttributeError, TypeError):
+        # unreadable or odd sweep.yaml (e.g. a non-UTF-8 byte): the report goes on without it
         description = ""
     counts = df["state"].value_counts().to_dict() if len(df) else {}
     varying = [c for c in table.config_columns if df[c].nunique(dropna=False) > 1]

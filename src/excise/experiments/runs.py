@@ -40,7 +40,7 @@ import yaml
 
 from excise.errors import ExciseError
 from excise.experiments.registry import ExperimentConfig, get_experiment_type
-from excise.utils import atomic_write_json, atomic_write_text, stable_hash
+from excise.utils import atomic_write_json, atomic_write_text, is_storage_error, stable_hash, storage_error
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,6 +51,8 @@ REQUIRED_STATUS_KEYS = ("schema", "run_id", "state", "attempt", "host", "pid", "
 HEARTBEAT_S = float(os.environ.get("EXCISE_LOCK_HEARTBEAT_S", "20"))
 STALE_AFTER_S = float(os.environ.get("EXCISE_LOCK_STALE_S", "900"))
 _BREAKER_STALE_S = 30.0
+# a lock file is written right after it is created; one still empty after this long lost its writer
+_EMPTY_LOCK_GRACE_S = 2.0
 _HISTORY_MAX = 20
 
 
@@ -82,8 +84,8 @@ def write_config(run_dir: Path, config: Mapping[str, Any]) -> None:
     """Write config.yaml unless an identical one is already there."""
     path = run_dir / "config.yaml"
     text = config_yaml(config)
-    with contextlib.suppress(OSError):
-        if path.read_text() == text:
+    with contextlib.suppress(OSError, ValueError):  # unreadable (e.g. not UTF-8): rewrite it
+        if path.read_text(encoding="utf-8") == text:
             return
     atomic_write_text(path, text)
 
@@ -91,8 +93,8 @@ def write_config(run_dir: Path, config: Mapping[str, Any]) -> None:
 def read_config(run_dir: Path) -> dict[str, Any] | None:
     """The run's config.yaml if it parses and hashes to the folder name, else None."""
     try:
-        data = yaml.safe_load((run_dir / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
+        data = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: a byte that is not UTF-8
         return None
     if not isinstance(data, dict) or run_id_for(data) != run_dir.name:
         return None
@@ -102,7 +104,7 @@ def read_config(run_dir: Path) -> dict[str, Any] | None:
 def read_meta(run_dir: Path) -> dict[str, Any]:
     """The run's meta.json (type, label, sweep point), or {} if missing or unreadable."""
     try:
-        data = json.loads((run_dir / "meta.json").read_text())
+        data = json.loads((run_dir / "meta.json").read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
@@ -143,6 +145,8 @@ def read_status(run_dir: Path) -> StatusCheck:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
+        if (run_dir / "metrics.json").exists():
+            return StatusCheck(None, "status.json is missing although metrics.json exists (record deleted?)")
         return StatusCheck(None)
     except OSError as err:
         return StatusCheck(None, f"status.json unreadable ({err.strerror})")
@@ -159,6 +163,9 @@ def read_status(run_dir: Path) -> StatusCheck:
         return StatusCheck(None, "status.json checksum mismatch (edited or corrupt)")
     if rec["state"] not in STATES or rec["run_id"] != run_dir.name:
         return StatusCheck(None, "status.json names another run or an unknown state")
+    if rec["state"] in ("done", "failed") and read_config(run_dir) is None:
+        # the result cannot be told apart from another config's: redo it
+        return StatusCheck(rec, "config.yaml is missing, unreadable or does not match the run id")
     if rec["state"] == "done":
         metrics, problem = _read_metrics_checked(run_dir, rec.get("metrics_sha256"))
         if problem:
@@ -275,8 +282,8 @@ def inspect_lock(path: Path, stale_after_s: float | None = None) -> LockInfo | N
         if not isinstance(owner, dict) or "pid" not in owner or "token" not in owner:
             raise ValueError
     except ValueError:
-        # created but never written: its creator died between open and write
-        return LockInfo(None, age, age > _BREAKER_STALE_S, "unreadable lock file")
+        # created but never written: its creator died between open and write (or the disk was full)
+        return LockInfo(None, age, age > _EMPTY_LOCK_GRACE_S, "empty or unreadable lock file")
     if owner.get("host") == host_key() and not pid_alive(int(owner["pid"]), owner.get("pid_start")):
         return LockInfo(owner, age, True, f"owner pid {owner['pid']} is gone")
     job = slurm_job_id()
@@ -288,29 +295,47 @@ def inspect_lock(path: Path, stale_after_s: float | None = None) -> LockInfo | N
     return LockInfo(owner, age, False, "owner alive")
 
 
+def _try_create(path: Path, data: bytes) -> bool:
+    """Create ``path`` exclusively holding ``data``; False if it exists. A failed write (a full disk)
+    removes the file again, so no empty file is left for others to wait on, and re-raises."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+    os.close(fd)
+    return True
+
+
 @contextlib.contextmanager
 def _breaker(run_dir: Path, wait_s: float = 10.0) -> Iterator[bool]:
-    """A short-lived mutex (O_EXCL file) guarding lock take-over and release."""
+    """A short-lived mutex (O_EXCL file) guarding lock take-over and release (False: not obtained)."""
     path = run_dir / "lock.break"
     deadline = time.monotonic() + wait_s
     got = False
     while True:
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            os.write(fd, f"{os.getpid()}@{host_key()}".encode())
-            os.close(fd)
-            got = True
+            got = _try_create(path, f"{os.getpid()}@{host_key()}".encode())
+        except OSError:  # the disk refuses writes: no mutex
             break
-        except FileExistsError:
-            try:
-                if time.time() - path.stat().st_mtime > _BREAKER_STALE_S:
-                    path.unlink()
-                    continue
-            except FileNotFoundError:
+        if got:
+            break
+        try:
+            if time.time() - path.stat().st_mtime > _BREAKER_STALE_S:
+                path.unlink()
                 continue
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
+        except FileNotFoundError:
+            continue
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     try:
         yield got
     finally:
@@ -342,16 +367,7 @@ class RunLock:
         }
 
     def _create(self) -> bool:
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        try:
-            os.write(fd, _canonical(self._owner()))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return True
+        return _try_create(self.path, _canonical(self._owner()))
 
     def acquire(self) -> bool:
         """Take the lock, breaking it if its owner is gone; False if a live owner holds it."""
@@ -513,9 +529,29 @@ def _error_record(err: BaseException) -> dict[str, Any]:
     return {"type": type(err).__name__, "message": str(err)[:2000], "traceback": summary}
 
 
+class _RunLogHandler(logging.FileHandler):
+    """The run's log file; a failed write (a full disk) is dropped quietly instead of printing a
+    traceback per line: the sweep reports the disk problem once, where it matters."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
+
+
+def _storage_cause(err: BaseException) -> OSError | None:
+    """The disk error (ENOSPC, EROFS, ...) behind an exception, following its causes, if any."""
+    seen = 0
+    cur: BaseException | None = err
+    while cur is not None and seen < 8:
+        if is_storage_error(cur):
+            return cur  # type: ignore[return-value]
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return None
+
+
 @contextlib.contextmanager
 def _run_logger(run_dir: Path, run_id: str) -> Iterator[logging.Logger]:
-    handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
+    handler = _RunLogHandler(run_dir / "run.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     logger = logging.getLogger(f"excise.run.{run_id}")
@@ -545,9 +581,20 @@ def _history_entry(status: dict[str, Any] | None, note: str) -> list[dict[str, A
 
 
 def execute_run(spec: RunSpec | Mapping[str, Any]) -> str:
-    """Claim and execute one run; returns one of OUTCOMES. Never runs a run another process holds."""
+    """Claim and execute one run; returns one of OUTCOMES. Never runs a run another process holds.
+
+    A disk that refuses a write (full, read-only) raises :class:`~excise.errors.StorageError` naming
+    the run folder; the run is left to be redone (its result, if any, is never half-recorded).
+    """
     if not isinstance(spec, RunSpec):
         spec = RunSpec(**dict(spec))
+    try:
+        return _execute_run(spec)
+    except OSError as err:
+        raise storage_error(err, spec.run_dir) from None
+
+
+def _execute_run(spec: RunSpec) -> str:
     run_dir = Path(spec.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     pre = read_status(run_dir)
@@ -644,6 +691,10 @@ def _execute_claimed(
             )
             if _ACTIVE.pop(spec.run_id, None) is None:  # handed back by a pre-emption meanwhile
                 return "interrupted"
+            disk = _storage_cause(err)
+            if disk is not None:  # not the run's fault: hand it back to be redone, stop the sweep
+                _hand_back(run_dir, status, "the disk refused a write; redo")
+                raise storage_error(disk, run_dir, "during the run") from None
             now = time.time()
             _write_status(
                 run_dir,
@@ -659,15 +710,7 @@ def _execute_claimed(
         except BaseException as err:  # KeyboardInterrupt, SystemExit (pre-emption): leave it to redo
             logger.warning("run interrupted (%s); it will be redone", type(err).__name__)
             if _ACTIVE.pop(spec.run_id, None) is not None:
-                _write_status(
-                    run_dir,
-                    {
-                        **status,
-                        "state": "pending",
-                        "note": f"interrupted ({type(err).__name__})",
-                        "history": _history_entry(status, "interrupted"),
-                    },
-                )
+                _hand_back(run_dir, status, f"interrupted ({type(err).__name__})", "interrupted")
             raise
         # popping first makes the commit below safe from a pre-emption signal arriving meanwhile
         if _ACTIVE.pop(spec.run_id, None) is None:  # already handed back by a pre-emption checkpoint
@@ -675,18 +718,24 @@ def _execute_claimed(
         blob = (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode()
         from excise.utils import atomic_write_bytes
 
-        atomic_write_bytes(run_dir / "metrics.json", blob)
         now = time.time()
-        _write_status(
-            run_dir,
-            {
-                **status,
-                "state": "done",
-                "finished_at": now,
-                "duration_s": now - started,
-                "metrics_sha256": sha256_bytes(blob),
-            },
-        )
+        try:
+            atomic_write_bytes(run_dir / "metrics.json", blob)
+            _write_status(
+                run_dir,
+                {
+                    **status,
+                    "state": "done",
+                    "finished_at": now,
+                    "duration_s": now - started,
+                    "metrics_sha256": sha256_bytes(blob),
+                },
+            )
+        except OSError as err:  # e.g. a full disk: the result is not recorded, the run is redone
+            with contextlib.suppress(OSError):
+                (run_dir / "metrics.json").unlink()
+            _hand_back(run_dir, status, "its result could not be written; redo")
+            raise storage_error(err, run_dir, "recording the result") from None
         logger.info("done in %.1f s: %s", now - started, _short(metrics))
         if spec.tracking:
             from excise.experiments.tracking import log_run
@@ -696,6 +745,20 @@ def _execute_claimed(
             except Exception as err:  # noqa: BLE001 - tracking is best effort once the result is safe
                 logger.warning("tracking sink failed: %s", err)
         return "done"
+
+
+def _hand_back(run_dir: Path, status: dict[str, Any], note: str, hist_note: str | None = None) -> None:
+    """Record the run as pending (to be redone), if the disk still takes the write."""
+    with contextlib.suppress(OSError):
+        _write_status(
+            run_dir,
+            {
+                **status,
+                "state": "pending",
+                "note": note,
+                "history": _history_entry(status, hist_note or note),
+            },
+        )
 
 
 def _short(metrics: Mapping[str, Any]) -> str:

@@ -24,6 +24,7 @@ class SweepStatus:
     eta_s: float | None = None
     elapsed_running: dict[str, float] = field(default_factory=dict)
     submitted_pending: int = 0
+    redo: Counter[str] = field(default_factory=Counter)  # pending because stale or corrupt
 
     @property
     def total(self) -> int:
@@ -56,6 +57,8 @@ def sweep_status(sweep_dir: str | Path) -> SweepStatus:
     for r in runs:
         # stale and corrupt runs will be redone: they count as pending work
         st.counts["pending" if r.state in ("stale", "corrupt") else r.state] += 1
+        if r.state in ("stale", "corrupt"):
+            st.redo[r.state] += 1
         s = r.status or {}
         if (
             r.state in ("pending", "stale", "corrupt")
@@ -84,7 +87,8 @@ def status_lines(st: SweepStatus, show_runs: bool = False) -> list[str]:
         f"sweep {st.sweep_dir}: {st.total} runs",
         f"  done {c.get('done', 0)}   running {c.get('running', 0)}   failed {c.get('failed', 0)}   "
         f"pending {c.get('pending', 0)}"
-        + (f" ({st.submitted_pending} submitted as jobs)" if st.submitted_pending else ""),
+        + (f" ({st.submitted_pending} submitted as jobs)" if st.submitted_pending else "")
+        + _redo_note(st),
     ]
     if st.durations:
         lines.append(
@@ -98,13 +102,22 @@ def status_lines(st: SweepStatus, show_runs: bool = False) -> list[str]:
     else:
         eta = "unknown until a run finishes" if st.eta_s is None else _fmt_s(st.eta_s)
         lines.append(f"  ETA: {eta}")
-    if show_runs or c.get("failed"):
+    if show_runs or c.get("failed") or st.redo.get("corrupt"):
         lines.append("")
         for r in st.runs:
-            if not show_runs and r.state != "failed":
+            if not show_runs and r.state not in ("failed", "corrupt"):
                 continue
             lines.append("  " + _run_line(st.sweep_dir, r))
     return lines
+
+
+def _redo_note(st: SweepStatus) -> str:
+    parts = []
+    if st.redo.get("corrupt"):
+        parts.append(f"{st.redo['corrupt']} with a corrupt record")
+    if st.redo.get("stale"):
+        parts.append(f"{st.redo['stale']} interrupted")
+    return f" (of which {', '.join(parts)}: to be redone)" if parts else ""
 
 
 def _run_line(sweep_dir: Path, r: RunState) -> str:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field
 
-from excise.config import BaseConfig, apply_overrides, parse_value, validate
+from excise.config import BaseConfig, apply_overrides, parse_value, set_dotted, validate
 from excise.errors import ExciseError
 from excise.experiments.registry import (
     ExperimentConfig,
@@ -40,7 +40,7 @@ from excise.experiments.runs import (
     runs_root,
     write_config,
 )
-from excise.utils import atomic_write_json, atomic_write_text
+from excise.utils import atomic_write_json, atomic_write_text, check_plain_name, storage_error
 
 Echo = Callable[[str], None]
 
@@ -131,6 +131,9 @@ class ExperimentDocument(BaseConfig):
     tracking: TrackingConfig = TrackingConfig()
 
 
+#: Files that mark a folder as a sweep folder (anything else non-empty is refused as ``--out``).
+SWEEP_MARKERS = ("sweep.yaml", "runs")
+
 _DOC_SECTIONS = ("sweeps", "executor", "tracking", "default_sweep", "description", "name")
 
 
@@ -160,6 +163,9 @@ def load_document(name_or_path: str, overrides: list[str] | None = None) -> Expe
         raise ExciseError(f"invalid experiment document '{name}': missing the 'experiment' section")
     raw["experiment"] = apply_overrides(raw["experiment"], exp_over)
     doc = validate(ExperimentDocument, raw, what=f"experiment document '{name}'")
+    check_plain_name(doc.name, "experiment name")
+    for mode in doc.sweeps:
+        check_plain_name(mode, f"sweep mode of '{doc.name}'")
     parse_experiment_config(doc.experiment, what="experiment config")
     for mode, sweep in doc.sweeps.items():
         for key, values in sweep.grid.items():
@@ -172,16 +178,7 @@ def load_document(name_or_path: str, overrides: list[str] | None = None) -> Expe
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = [p for p in key.split(".") if p]
-    if not parts:
-        raise ExciseError(f"empty sweep key in '{key}'")
-    node = data
-    for p in parts[:-1]:
-        nxt = node.setdefault(p, {})
-        if not isinstance(nxt, dict):
-            raise ExciseError(f"sweep key '{key}': '{p}' is not a section")
-        node = nxt
-    node[parts[-1]] = copy.deepcopy(value)
+    set_dotted(data, key, value, what="sweep key")
 
 
 def _fmt(v: Any) -> str:
@@ -282,10 +279,12 @@ def _tracking_enabled(t: TrackingConfig) -> bool:
 def prepare_sweep_dir(sweep_dir: Path, doc: ExperimentDocument, mode: str, planned: list[PlannedRun]) -> None:
     """Create the folder: sweep.yaml, and for each run its folder with config.yaml and meta.json."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    old_text = None
     try:
-        old = yaml.safe_load((sweep_dir / "sweep.yaml").read_text()) or {}
+        old_text = (sweep_dir / "sweep.yaml").read_text(encoding="utf-8")
+        old = yaml.safe_load(old_text) or {}
         modes = [m for m in old.get("modes", []) if isinstance(m, str)]
-    except (OSError, yaml.YAMLError, AttributeError):
+    except (OSError, ValueError, yaml.YAMLError, AttributeError, TypeError):  # missing, not UTF-8, odd
         modes = []
     record = {
         "name": doc.name,
@@ -294,11 +293,14 @@ def prepare_sweep_dir(sweep_dir: Path, doc: ExperimentDocument, mode: str, plann
         "document": doc.model_dump(mode="json"),
         "runs": [pr.run_id for pr in planned],
     }
-    atomic_write_text(sweep_dir / "sweep.yaml", yaml.safe_dump(record, sort_keys=False))
+    text = yaml.safe_dump(record, sort_keys=False)
+    if text != old_text:
+        atomic_write_text(sweep_dir / "sweep.yaml", text)
     for pr in planned:
         run_dir = runs_root(sweep_dir) / pr.run_id
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(run_dir, config_dict(pr.config))
+        if not (run_dir / "status.json").exists():  # a started run's files are its owner's to write
+            write_config(run_dir, config_dict(pr.config))
         etype = get_experiment_type(pr.config.type)
         meta = {
             "run_id": pr.run_id,
@@ -310,9 +312,9 @@ def prepare_sweep_dir(sweep_dir: Path, doc: ExperimentDocument, mode: str, plann
         }
         meta_path = run_dir / "meta.json"
         try:
-            if json.loads(meta_path.read_text()) == meta:
+            if json.loads(meta_path.read_text(encoding="utf-8")) == meta:
                 continue
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # missing or unreadable: rewrite it
             pass
         atomic_write_json(meta_path, meta)
 
@@ -419,6 +421,25 @@ def run_sweep(
         say(f"executor: {ex.describe()}")
         return result
     check_tracking_available(doc.tracking)
+    try:
+        return _run_prepared(doc, sweep_dir, mode_name, planned, exe_cfg, retry_failed, say, poll_s, result)
+    except OSError as err:  # the sweep folder's disk refuses writes (full, read-only)
+        raise storage_error(err, sweep_dir) from None
+
+
+def _run_prepared(
+    doc: ExperimentDocument,
+    sweep_dir: Path,
+    mode_name: str,
+    planned: list[PlannedRun],
+    exe_cfg: ExecutorConfig,
+    retry_failed: bool,
+    say: Echo,
+    poll_s: float,
+    result: SweepResult,
+) -> SweepResult:
+    from excise.experiments.executors import make_executor
+
     prepare_sweep_dir(sweep_dir, doc, mode_name, planned)
     specs = run_specs(sweep_dir, doc, planned, retry_failed)
     ex = make_executor(exe_cfg, sweep_dir)

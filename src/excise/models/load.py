@@ -129,6 +129,9 @@ def save_model(model: Any, tokenizer: Any, out: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
+        from excise.utils import honour_umask
+
+        honour_umask(tmp, directory=True)  # mkdtemp makes 0700; a saved model is shared like any folder
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)

@@ -310,7 +310,9 @@ class RunResult:
 
 def run_id(cfg: SPDConfig) -> str:
     """Deterministic run id: experiment name plus a hash of the resolved config."""
-    return f"{cfg.name}-{stable_hash(cfg.to_dict(), 10)}"
+    from excise.utils import check_plain_name
+
+    return f"{check_plain_name(cfg.name, 'SPD experiment name')}-{stable_hash(cfg.to_dict(), 10)}"
 
 
 def save_checkpoint(spd: SPDModel, path: Path) -> None:
