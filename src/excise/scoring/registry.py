@@ -69,8 +69,65 @@ class SPDConfig(BaseConfig):
     method: Literal["spd"] = "spd"
 
 
+class HeadsConfig(BaseConfig):
+    """Distances between attention heads (per-head outputs or attention patterns; unit head)."""
+
+    method: Literal["heads"] = "heads"
+    metric: Literal["euclidean", "cosine", "random"] = "cosine"
+    representation: Literal["output", "pattern"] = Field(
+        "output",
+        description="'output': the head's slice of the output projection's input; 'pattern': softmax weights",
+    )
+    positions: Literal["all", "response"] = Field(
+        "all", description="tokens compared (padding always excluded)"
+    )
+    seed: int = Field(0, description="seed of the random baseline's distances")
+
+
+class HeadImportanceConfig(BaseConfig):
+    """Gradient head importance E|dL/dxi_h| (Michel et al. 2019; unit head)."""
+
+    method: Literal["head-importance"] = "head-importance"
+    normalize: bool = Field(True, description="divide by the L2 norm of each layer's importances")
+
+
+class ActSVDConfig(ScoringConfig):
+    """Eigenbasis of W X^T X W^T per Linear (Wei et al. 2024; unit rank; basis as companion)."""
+
+    method: Literal["actsvd"] = "actsvd"
+    mode: Literal["one-pass", "sequential"] = Field(
+        "one-pass",
+        description="'one-pass': every Gram in one pass; 'sequential': block by block, one "
+        "block's Grams in memory",
+    )
+    gram_dtype: Literal["float64", "float32"] = Field("float64", description="accumulation dtype of X^T X")
+
+
+class RefusalDirectionConfig(BaseConfig):
+    """Difference of mean residual activations, harmful - harmless (Arditi et al. 2024; unit rank)."""
+
+    method: Literal["refusal-direction"] = "refusal-direction"
+    harmless: str = Field("utility", description="harmless prompts: a built-in set name or a data file")
+    positions: int = Field(5, ge=1, description="candidate positions: the last N prompt tokens")
+    max_layer_fraction: float = Field(
+        0.8, gt=0, le=1, description="candidate layers l < max_layer_fraction * n_layers"
+    )
+    kl_threshold: float = Field(0.1, ge=0, description="largest KL on harmless prompts a candidate may cause")
+    refusal_tokens: list[str] | None = Field(
+        None, description="tokens of the refusal score (None: the first token of each harmful response)"
+    )
+
+
 MethodConfig = Annotated[
-    MagnitudeConfig | WandaConfig | WandaRowsConfig | SnipConfig | SPDConfig,
+    MagnitudeConfig
+    | WandaConfig
+    | WandaRowsConfig
+    | SnipConfig
+    | SPDConfig
+    | HeadsConfig
+    | HeadImportanceConfig
+    | ActSVDConfig
+    | RefusalDirectionConfig,
     Field(discriminator="method"),
 ]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(MethodConfig)
@@ -133,6 +190,31 @@ def _spd(model: torch.nn.Module, tokenizer: Any, inputs: Sequence[Any], cfg: Any
     return causal_importance_scores(model, inputs[0] if len(inputs) == 1 else torch.cat(list(inputs)))
 
 
+def _heads(model: torch.nn.Module, tokenizer: Any, batches: Sequence[Any], cfg: Any) -> Scores:
+    from excise.scoring.heads import head_distance_scores
+
+    return head_distance_scores(model, batches, cfg.metric, cfg.representation, cfg.positions, cfg.seed)
+
+
+def _head_importance(model: torch.nn.Module, tokenizer: Any, batches: Sequence[Any], cfg: Any) -> Scores:
+    from excise.scoring.heads import head_importance_scores
+
+    return head_importance_scores(model, batches, cfg.normalize)
+
+
+def _actsvd(model: torch.nn.Module, tokenizer: Any, batches: Sequence[Any], cfg: Any) -> Scores:
+    from excise.scoring.actsvd import actsvd_scores
+    from excise.scoring.base import target_modules
+
+    return actsvd_scores(model, target_modules(model, cfg.targets), batches, cfg.mode, cfg.gram_dtype)
+
+
+def _refusal_direction(model: torch.nn.Module, tokenizer: Any, batches: Sequence[Any], cfg: Any) -> Scores:
+    from excise.scoring.refusal_direction import refusal_direction_scores
+
+    return refusal_direction_scores(model, tokenizer, batches, cfg)
+
+
 METHODS: dict[str, Method] = {
     "magnitude": Method(
         "magnitude", "weight", MagnitudeConfig, "none",
@@ -157,6 +239,22 @@ METHODS: dict[str, Method] = {
     "spd": Method(
         "spd", "subcomponent", SPDConfig, "inputs", _spd,
         "mean causal importance g_c(x) of each SPD subcomponent",
+    ),
+    "heads": Method(
+        "heads", "head", HeadsConfig, "tokens", _heads,
+        "distance of each head to its nearest neighbour in its layer (euclidean/cosine/random)",
+    ),
+    "head-importance": Method(
+        "head-importance", "head", HeadImportanceConfig, "tokens", _head_importance,
+        "E|dL/dxi_h| with a gate xi_h on each head's output (Michel et al. 2019)",
+    ),
+    "actsvd": Method(
+        "actsvd", "rank", ActSVDConfig, "tokens", _actsvd,
+        "eigenvalues of W X^T X W^T on the response tokens (basis: companion 'basis')",
+    ),
+    "refusal-direction": Method(
+        "refusal-direction", "rank", RefusalDirectionConfig, "tokens", _refusal_direction,
+        "mean(harmful) - mean(harmless) residual per (layer, position); chosen by ablation with a KL filter",
     ),
 }  # fmt: skip
 ALIASES = {"wandg": "snip"}
