@@ -1,26 +1,31 @@
 """SPD speed: training steps/second for tms_5-2 and resid_mlp1, and time to MMCS >= 0.99 on tms_5-2.
 
-Usage: python benchmarks/spd.py [--threads 2] [--steps 30] [--seeds 1] [--readme benchmarks/README.md]
+Usage: python benchmarks/spd.py [--threads 1] [--steps 30] [--seeds 1] [--repeats 3]
 
-Steps/second are measured after a few warm-up steps, at the paper's batch sizes (tms 4096, resid_mlp
-2048) and at the registered recipes' batch sizes, on CPU and, when torch.cuda.is_available(), on GPU.
-Time to MMCS >= 0.99 runs the registered tms_5-2 recipe with an evaluation every 100 steps and stops at
-the first evaluation that reaches it (target-model training, cached, is not counted).
+Method (``benchmarks/harness.py``): a fixed thread count (default 1), every figure in a fresh process
+(with that process's peak RSS), the configurations interleaved over ``--repeats`` rounds, medians with
+min-max spread, load average before and after. Steps/second are measured after a few warm-up steps,
+at the paper's batch sizes (tms 4096, resid_mlp 2048) and at the registered recipes' batch sizes, on
+CPU and, when torch.cuda.is_available(), on GPU. Time to MMCS >= 0.99 runs the registered tms_5-2
+recipe with an evaluation every 100 steps and stops at the first evaluation where all its checks hold
+(target-model training, cached, is not counted).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
-import re
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness as H  # noqa: E402
 from excise.spd import metrics as M  # noqa: E402
 from excise.spd.registry import (  # noqa: E402
     build_spd,
@@ -118,77 +123,95 @@ def time_to_mmcs(seed: int, device: str, target_mmcs: float = 0.99, every: int =
     }
 
 
-def update_readme(path: Path, section: str) -> None:
-    """Replace (or append) the '## SPD' section of a README, leaving the other sections alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## SPD\n.*?(?=^## |\Z)", re.S | re.M)
-    block = section.rstrip() + "\n\n"
-    text = pattern.sub(block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block
-    path.write_text(text.rstrip() + "\n")
+def worker(spec: dict[str, object]) -> None:
+    """One figure in this fresh process."""
+    torch.set_num_threads(int(spec["threads"]))  # type: ignore[call-overload]
+    if spec["kind"] == "steps":
+        sps, cps = steps_per_second(
+            str(spec["name"]), int(spec["batch"]), str(spec["device"]), int(spec["steps"])
+        )  # type: ignore[call-overload]
+        res: dict[str, object] = {"seconds": 1 / sps, "sps": sps, "cps": cps}
+    else:
+        r = time_to_mmcs(int(spec["seed"]), "cpu")  # type: ignore[call-overload]
+        res = {**r, "seconds": r["all_seconds"]}
+    res["peak_rss"] = H.rss_bytes()[1]
+    res["threads"] = torch.get_num_threads()
+    H.emit(res)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=30, help="timed steps per steps/second figure")
     ap.add_argument("--seeds", type=int, default=1, help="seeds for the time-to-MMCS figure")
-    ap.add_argument("--readme", type=Path, default=None, help="write the figures into this README's '## SPD'")
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.worker is not None:
+        worker(json.loads(args.worker))
+        return
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def child(spec: dict[str, object]) -> dict[str, object]:
+        return H.run_child(
+            [__file__, "--worker", json.dumps({**spec, "threads": args.threads})], args.threads
+        )
+
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    rows = []
+    configs: dict[str, dict[str, object]] = {}
     for device in devices:
         for name, paper_bs in PAPER_BATCH.items():
             recipe_bs = load_config(name).train.batch_size
             for bs in dict.fromkeys([paper_bs, recipe_bs]):
-                sps, cps = steps_per_second(name, bs, device, args.steps)
-                rows.append((device, name, bs, sps, cps))
-                print(
-                    f"{device:5s} {name:11s} batch {bs:5d}: {sps:8.1f} steps/s ({cps:.1f} per CPU s)",
-                    flush=True,
-                )
-    ttm = []
+                configs[f"{device} {name} {bs}"] = {
+                    "kind": "steps",
+                    "name": name,
+                    "batch": bs,
+                    "device": device,
+                    "steps": args.steps,
+                }
     for seed in range(args.seeds):
-        r = time_to_mmcs(seed, "cpu")
-        ttm.append(r)
-        print(
-            f"tms_5-2 seed {seed}: MMCS {r['mmcs']:.4f} at step {r['step']:.0f} after {r['seconds']:.1f} s wall "
-            f"({r['cpu_seconds']:.1f} s CPU); all checks at step {r['all_step']:.0f} after "
-            f"{r['all_seconds']:.1f} s wall ({r['all_cpu_seconds']:.1f} s CPU)",
-            flush=True,
-        )
-    cpu = platform.processor() or platform.machine()
+        configs[f"mmcs seed {seed}"] = {"kind": "mmcs", "seed": seed}
+    lb = H.load_average()
+    say(lb)
+    res = H.interleaved(list(configs), args.repeats, lambda k: child(configs[k]), say)
+    la = H.load_average()
     lines = [
         "## SPD",
         "",
-        f"`python benchmarks/spd.py --threads {args.threads}` on {os.cpu_count()} CPU cores ({cpu}), "
-        f"torch {torch.__version__}, {args.threads} thread(s).",
+        f"`python benchmarks/spd.py {' '.join(sys.argv[1:])}` on {os.cpu_count()} CPU cores "
+        f"({platform.processor() or platform.machine()}), torch {torch.__version__}, **{args.threads} thread(s)**; "
+        f"{args.repeats} interleaved rounds, each figure in a fresh process; {lb} before, {la} after.",
         "",
-        f"Machine load average at the start: {os.getloadavg()[0]:.1f} (wall-clock figures shrink under load; "
-        "steps per CPU second are the quiet-machine figure for one thread).",
-        "",
-        "| device | experiment | batch | steps/s (wall) | steps per CPU s |",
-        "|---|---|---|---|---|",
+        "| device | experiment | batch | steps/s (wall), median (min-max) | steps per CPU s | peak RSS MiB |",
+        "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {d} | {n} | {b} | {s:.1f} | {c:.1f} |" for d, n, b, s, c in rows]
+    for key, spec in configs.items():
+        if spec["kind"] != "steps":
+            continue
+        rs = res[key]
+        lines.append(
+            f"| {spec['device']} | {spec['name']} | {spec['batch']} | {H.fmt_spread([r['sps'] for r in rs], 1)} | "  # type: ignore[misc]
+            f"{H.fmt_spread([r['cps'] for r in rs], 1)} | {H.mib(max(r['peak_rss'] for r in rs))} |"  # type: ignore[misc]
+        )
     lines += [
         "",
-        "Time to reach the target on the registered tms_5-2 recipe (evaluation every 100 steps included; "
-        "'all checks' = MMCS >= 0.99, ML2R in [0.9, 1.1] and exactly 5 alive subcomponents of W at once):",
+        "Time to all tms_5-2 checks on the registered recipe (MMCS >= 0.99, ML2R in [0.9, 1.1], exactly 5 alive "
+        "subcomponents of W; evaluation every 100 steps included):",
         "",
-        "| tms_5-2 seed | MMCS >= 0.99: step | wall s | CPU s | all checks: step | wall s | CPU s |",
-        "|---|---|---|---|---|---|---|",
+        "| seed | step | wall s, median (min-max) | CPU s |",
+        "|---|---|---|---|",
     ]
-    lines += [
-        f"| {i} | {r['step']:.0f} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['all_step']:.0f} | "
-        f"{r['all_seconds']:.1f} | {r['all_cpu_seconds']:.1f} |"
-        for i, r in enumerate(ttm)
-    ]
-    section = "\n".join(lines)
-    print()
-    print(section)
-    if args.readme is not None:
-        update_readme(args.readme, section)
+    for key, spec in configs.items():
+        if spec["kind"] == "mmcs":
+            rs = res[key]
+            lines.append(
+                f"| {spec['seed']} | {rs[0]['all_step']:.0f} | {H.fmt_spread([r['all_seconds'] for r in rs], 1)} | "  # type: ignore[misc]
+                f"{H.fmt_spread([r['all_cpu_seconds'] for r in rs], 1)} |"  # type: ignore[misc]
+            )
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
