@@ -69,6 +69,28 @@ class SPDConfig(BaseConfig):
     method: Literal["spd"] = "spd"
 
 
+class HeadsConfig(BaseConfig):
+    """Distances between attention heads (per-head outputs or attention patterns; unit head)."""
+
+    method: Literal["heads"] = "heads"
+    metric: Literal["euclidean", "cosine", "random"] = "cosine"
+    representation: Literal["output", "pattern"] = Field(
+        "output",
+        description="'output': the head's slice of the output projection's input; 'pattern': softmax weights",
+    )
+    positions: Literal["all", "response"] = Field(
+        "all", description="tokens compared (padding always excluded)"
+    )
+    seed: int = Field(0, description="seed of the random baseline's distances")
+
+
+class HeadImportanceConfig(BaseConfig):
+    """Gradient head importance E|dL/dxi_h| (Michel et al. 2019; unit head)."""
+
+    method: Literal["head-importance"] = "head-importance"
+    normalize: bool = Field(True, description="divide by the L2 norm of each layer's importances")
+
+
 class ActSVDConfig(ScoringConfig):
     """Eigenbasis of W X^T X W^T per Linear (Wei et al. 2024; unit rank; basis as companion)."""
 
@@ -102,6 +124,8 @@ MethodConfig = Annotated[
     | WandaRowsConfig
     | SnipConfig
     | SPDConfig
+    | HeadsConfig
+    | HeadImportanceConfig
     | ActSVDConfig
     | RefusalDirectionConfig,
     Field(discriminator="method"),
@@ -166,6 +190,18 @@ def _spd(model: torch.nn.Module, tokenizer: Any, inputs: Sequence[Any], cfg: Any
     return causal_importance_scores(model, inputs[0] if len(inputs) == 1 else torch.cat(list(inputs)))
 
 
+def _heads(model: torch.nn.Module, tokenizer: Any, batches: Sequence[Any], cfg: Any) -> Scores:
+    from excise.scoring.heads import head_distance_scores
+
+    return head_distance_scores(model, batches, cfg.metric, cfg.representation, cfg.positions, cfg.seed)
+
+
+def _head_importance(model: torch.nn.Module, tokenizer: Any, batches: Sequence[Any], cfg: Any) -> Scores:
+    from excise.scoring.heads import head_importance_scores
+
+    return head_importance_scores(model, batches, cfg.normalize)
+
+
 def _actsvd(model: torch.nn.Module, tokenizer: Any, batches: Sequence[Any], cfg: Any) -> Scores:
     from excise.scoring.actsvd import actsvd_scores
     from excise.scoring.base import target_modules
@@ -203,6 +239,14 @@ METHODS: dict[str, Method] = {
     "spd": Method(
         "spd", "subcomponent", SPDConfig, "inputs", _spd,
         "mean causal importance g_c(x) of each SPD subcomponent",
+    ),
+    "heads": Method(
+        "heads", "head", HeadsConfig, "tokens", _heads,
+        "distance of each head to its nearest neighbour in its layer (euclidean/cosine/random)",
+    ),
+    "head-importance": Method(
+        "head-importance", "head", HeadImportanceConfig, "tokens", _head_importance,
+        "E|dL/dxi_h| with a gate xi_h on each head's output (Michel et al. 2019)",
     ),
     "actsvd": Method(
         "actsvd", "rank", ActSVDConfig, "tokens", _actsvd,
