@@ -1,7 +1,18 @@
 """Interventions: change a model according to a ``Selection`` of one unit kind."""
 
+from excise.interventions.heads import duplicate_heads, mask_heads, merge_heads, remove_heads, zero_heads
 from excise.interventions.neurons import neuron_weight_selection
 from excise.interventions.prune import ablate, prune
 from excise.interventions.subcomponents import ablate_subcomponents
 
-__all__ = ["ablate", "ablate_subcomponents", "neuron_weight_selection", "prune"]
+__all__ = [
+    "ablate",
+    "ablate_subcomponents",
+    "duplicate_heads",
+    "mask_heads",
+    "merge_heads",
+    "neuron_weight_selection",
+    "prune",
+    "remove_heads",
+    "zero_heads",
+]

@@ -30,6 +30,9 @@ class Layout:
     mlp_out: str = ""
     n_heads_key: str = "num_attention_heads"
     n_kv_heads_key: str | None = None
+    # config key of an explicit head size (physical head removal needs it: the others derive the
+    # head size from hidden_size / heads, so a config with fewer heads would change it)
+    head_dim_key: str | None = None
     families: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -42,6 +45,7 @@ _LLAMA = Layout(
     mlp_in=("mlp.gate_proj", "mlp.up_proj"),
     mlp_out="mlp.down_proj",
     n_kv_heads_key="num_key_value_heads",
+    head_dim_key="head_dim",
 )
 
 LAYOUTS: dict[str, Layout] = {
