@@ -217,7 +217,7 @@ def freeze_finetune(
         "new_safety_critical_count": new.count() if new is not None else None,
         "total_neurons": int(original.numel()) if original is not None else None,
         "prune_method": method,
-        "prune_data": _name(freeze_data),
+        "prune_data": (config or {}).get("freeze_data") or _name(freeze_data),
         "sparsity_ratio": sparsity,
         "scope": scope,
         "training_data": _name((config or {}).get("data", f"{len(train_data)} examples")),
