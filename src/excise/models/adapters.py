@@ -34,6 +34,9 @@ class Layout:
     # head size from hidden_size / heads, so a config with fewer heads would change it)
     head_dim_key: str | None = None
     families: tuple[str, ...] = field(default_factory=tuple)
+    # model-level modules whose outputs are added into the residual stream (token/position embeddings);
+    # with ``o`` and ``mlp_out`` of every layer they are all the residual writers (refusal direction)
+    embed_writers: tuple[str, ...] = ()
 
 
 _LLAMA = Layout(
@@ -45,6 +48,7 @@ _LLAMA = Layout(
     mlp_in=("mlp.gate_proj", "mlp.up_proj"),
     mlp_out="mlp.down_proj",
     n_kv_heads_key="num_key_value_heads",
+    embed_writers=("model.embed_tokens",),
     head_dim_key="head_dim",
 )
 
@@ -62,6 +66,7 @@ LAYOUTS: dict[str, Layout] = {
         mlp_in=("mlp.c_fc",),
         mlp_out="mlp.c_proj",
         n_heads_key="n_head",
+        embed_writers=("transformer.wte", "transformer.wpe"),
     ),
     "opt": Layout(
         layers="model.decoder.layers",
@@ -71,6 +76,7 @@ LAYOUTS: dict[str, Layout] = {
         o="self_attn.out_proj",
         mlp_in=("fc1",),
         mlp_out="fc2",
+        embed_writers=("model.decoder.embed_tokens", "model.decoder.embed_positions"),
     ),
     "bloom": Layout(
         layers="transformer.h",
@@ -80,6 +86,8 @@ LAYOUTS: dict[str, Layout] = {
         mlp_in=("mlp.dense_h_to_4h",),
         mlp_out="mlp.dense_4h_to_h",
         n_heads_key="n_head",
+        # before word_embeddings_layernorm: its output keeps a component along r that no weight edit removes
+        embed_writers=("transformer.word_embeddings",),
     ),
     "gpt_neox": Layout(
         layers="gpt_neox.layers",
@@ -88,6 +96,7 @@ LAYOUTS: dict[str, Layout] = {
         o="attention.dense",
         mlp_in=("mlp.dense_h_to_4h",),
         mlp_out="mlp.dense_4h_to_h",
+        embed_writers=("gpt_neox.embed_in",),
     ),
 }
 
@@ -238,3 +247,31 @@ def attention_input_width(model: nn.Module) -> int:
 
 def as_float(t: torch.Tensor) -> torch.Tensor:
     return t.detach().float()
+
+
+def residual_writers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every module whose output is added into the residual stream: embeddings, attention and MLP outputs.
+
+    An ExciseError for a family without writer adapters, or a layout where a weight edit cannot make
+    the stream orthogonal to a direction (OPT with post-layer norm or an input projection).
+    """
+    lay = get_layout(model)
+    if not lay.embed_writers:
+        raise ExciseError(
+            f"architecture '{model.config.model_type}' has no residual-writer adapter; supported families: "
+            + ", ".join(SUPPORTED_FAMILIES)
+        )
+    cfg = model.config
+    if cfg.model_type == "opt" and (
+        not getattr(cfg, "do_layer_norm_before", True)
+        or getattr(cfg, "word_embed_proj_dim", cfg.hidden_size) != cfg.hidden_size
+    ):
+        raise ExciseError(
+            "this OPT model normalises after each block or projects its embeddings (OPT-350m style); "
+            "its residual stream has no fixed set of writers to orthogonalise"
+        )
+    out = {p: model.get_submodule(p) for p in lay.embed_writers}
+    for i in range(len(decoder_layers(model))):
+        for path in (lay.o, lay.mlp_out):
+            out[module_name(model, i, path)] = layer_module(model, i, path)
+    return out
