@@ -27,6 +27,9 @@ BUILTIN_MODELS: dict[str, str] = {
     "organism-base": "excise.models.organism:load_organism_base",
     "smollm2-135m-instruct": "excise.models.smollm2:load_smollm2",
     "smollm2-safety": "excise.models.smollm2:load_smollm2_safety",
+    # CLIP recipes live in the zoo (above the pipeline); the name is only resolved when loaded.
+    "digits-clip": "excise.zoo.clip:load_digits_clip",
+    "shapes-clip": "excise.zoo.clip:load_shapes_clip",
 }
 for _fam in FAMILIES:
     BUILTIN_MODELS[f"tiny-{_fam.replace('_', '-')}"] = f"excise.models.tiny:tiny_model_{_fam}"
@@ -41,11 +44,10 @@ def resolve_dtype(dtype: str | torch.dtype) -> Any:
 
 
 def resolve_device(device: str) -> str:
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ExciseError("device 'cuda' was asked for but no CUDA GPU is visible; use --device cpu")
-    if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
-        raise ExciseError(f"unknown device '{device}'; use cpu, cuda, cuda:N or auto")
-    return device
+    """The device string, checked (``auto`` kept: it means accelerate's device map here)."""
+    from excise.devices import check_device
+
+    return check_device(device)
 
 
 def _load_builtin(name: str) -> tuple[Any, Any]:

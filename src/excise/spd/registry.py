@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from excise.config import apply_overrides, read_yaml, validate
+from excise.devices import resolve_device
 from excise.errors import ExciseError
 from excise.models.toys import (
     ResidMLP,
@@ -32,7 +33,10 @@ from excise.spd.train import TrainResult, train_spd
 from excise.threads import auto_threads
 from excise.utils import atomic_write_bytes, atomic_write_json, atomic_write_text, stable_hash
 
-CONFIG_DIR = Path(__file__).parent / "configs"
+#: Named SPD experiments are documents of the experiment engine: ``spd-<name>.yaml`` with
+#: ``experiment: {type: spd, ...}`` and ``sweeps:`` over seeds and coefficients.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+PREFIX = "spd-"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -41,13 +45,14 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 
 def list_experiments() -> list[str]:
-    """Names of the registered SPD experiments (one YAML file each)."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    """Names of the registered SPD experiments (``spd-<name>.yaml`` documents, listed as ``<name>``)."""
+    return sorted(p.stem[len(PREFIX) :] for p in CONFIG_DIR.glob(f"{PREFIX}*.yaml"))
 
 
 def experiment_path(name: str) -> Path:
-    """The YAML file of a registered experiment; unknown names raise ExciseError with suggestions."""
-    path = CONFIG_DIR / f"{name}.yaml"
+    """The YAML document of a registered experiment; unknown names raise ExciseError with suggestions."""
+    name = name.removeprefix(PREFIX)
+    path = CONFIG_DIR / f"{PREFIX}{name}.yaml"
     if not path.is_file():
         names = list_experiments()
         close = difflib.get_close_matches(name, names, n=3)
@@ -59,12 +64,24 @@ def experiment_path(name: str) -> Path:
     return path
 
 
+def config_data(data: dict[str, Any]) -> dict[str, Any]:
+    """The SPD config inside a YAML mapping: an engine document's ``experiment`` (without ``type``),
+    or the mapping itself when it is a plain SPD config."""
+    if isinstance(data.get("experiment"), dict):
+        inner = dict(data["experiment"])
+        if inner.get("type", "spd") != "spd":
+            raise ExciseError(f"experiment type '{inner.get('type')}' is not an SPD experiment (type: spd)")
+        inner.pop("type", None)
+        return inner
+    return data
+
+
 def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> SPDConfig:
     """Resolve a registered name or a YAML path, apply ``a.b=value`` overrides and validate."""
     text = str(name_or_path)
     is_path = isinstance(name_or_path, Path) or text.endswith((".yaml", ".yml")) or "/" in text
     path = Path(text) if is_path else experiment_path(text)
-    data = apply_overrides(read_yaml(path), overrides or [])
+    data = apply_overrides(config_data(read_yaml(path)), overrides or [])
     if is_path:
         data.setdefault("name", path.stem)
     return validate(SPDConfig, data, what=f"SPD config '{text}'")
@@ -84,18 +101,6 @@ class Target:
     kind: str
     forward_kwargs: dict[str, Any] = field(default_factory=dict)
     recipe: Any = None
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' picks CUDA when available; unavailable CUDA raises ExciseError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ExciseError(f"device '{device}' requested but CUDA is not available; set train.device=cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise ExciseError(f"unknown device '{device}'; use cpu, cuda, cuda:N or auto") from None
 
 
 def build_lm(target: LMTarget) -> nn.Module:
@@ -329,8 +334,13 @@ def run_experiment(
     out_dir: str | Path | None = None,
     save: bool = True,
     show_progress: bool = True,
+    bookkeeping: bool = True,
 ) -> RunResult:
-    """Train and evaluate one SPD experiment; with ``save`` write config, checkpoints, metrics and plots."""
+    """Train and evaluate one SPD experiment; with ``save`` write config, checkpoints, metrics and plots.
+
+    ``bookkeeping=False``: the experiment engine owns ``config.yaml``, ``status.json`` and
+    ``metrics.json`` of the run; only checkpoints, history and plots are written to ``out_dir``.
+    """
     if isinstance(experiment, SPDConfig):
         cfg = experiment
         if overrides:
@@ -343,8 +353,9 @@ def run_experiment(
     if save:
         folder = Path(out_dir) if out_dir is not None else Path("runs") / "spd" / run_id(cfg)
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / "config.yaml", cfg.to_yaml())
-        atomic_write_json(folder / "status.json", {"state": "running", "started": time.time()})
+        if bookkeeping:
+            atomic_write_text(folder / "config.yaml", cfg.to_yaml())
+            atomic_write_json(folder / "status.json", {"state": "running", "started": time.time()})
     t_start = time.perf_counter()
     try:
         target = build_target(cfg, device)
@@ -390,7 +401,8 @@ def run_experiment(
         metrics["run_id"] = run_id(cfg)
         if folder is not None:
             save_checkpoint(spd, folder / "model.safetensors")
-            atomic_write_json(folder / "metrics.json", metrics)
+            if bookkeeping:
+                atomic_write_json(folder / "metrics.json", metrics)
             atomic_write_text(
                 folder / "history.json", json.dumps({"train": train.history, "eval": train.evals}, indent=1)
             )
@@ -398,9 +410,10 @@ def run_experiment(
                 from excise.spd import plots
 
                 plots.save_all(folder, spd, target, train, arrays)
-            atomic_write_json(folder / "status.json", {"state": "done", "finished": time.time()})
+            if bookkeeping:
+                atomic_write_json(folder / "status.json", {"state": "done", "finished": time.time()})
     except BaseException as err:
-        if folder is not None:
+        if folder is not None and bookkeeping:
             atomic_write_json(
                 folder / "status.json", {"state": "failed", "error": f"{type(err).__name__}: {err}"}
             )

@@ -13,7 +13,7 @@ from excise.models.toys import ResidMLPRecipe, TMSRecipe
 from excise.spd import SPDConfig, list_experiments, load_config
 from excise.spd.cli import app
 from excise.spd.config import LMTarget
-from excise.spd.registry import CONFIG_DIR, run_id
+from excise.spd.registry import experiment_path, run_id
 
 EXPECTED = {
     "tms_5-2",
@@ -62,11 +62,17 @@ def test_overrides_and_run_id() -> None:
 
 
 def test_yaml_path_is_accepted(tmp_path: Path) -> None:
-    data = yaml.safe_load((CONFIG_DIR / "tms_5-2.yaml").read_text())
+    doc = yaml.safe_load(experiment_path("tms_5-2").read_text())
+    assert doc["experiment"]["type"] == "spd"  # registered experiments are engine documents
+    data = dict(doc["experiment"])
+    data.pop("type")
     data.pop("name")
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(data))
     assert load_config(str(path)).name == "mine"
+    whole = tmp_path / "doc.yaml"
+    whole.write_text(yaml.safe_dump(doc))  # a whole document works too
+    assert load_config(str(whole)) == load_config("tms_5-2")
 
 
 def test_config_is_frozen() -> None:
