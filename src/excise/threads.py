@@ -5,8 +5,10 @@ experiment workers, the tests) asks ``auto_threads()`` how many intra-op threads
 
 - ``$EXCISE_THREADS`` when set (a whole number >= 1): always wins;
 - else **1 thread on a machine with 2 cores or fewer**: there, two threads spin-wait whenever
-  another job takes a core, and run many times slower than one (the cached demo: 291 s instead of
-  17 s beside other jobs), while on a quiet machine two threads gain only ~15% on these small models;
+  another job takes a core (the cached demo beside two busy jobs: stopped at 150 s with 2 threads,
+  108 s with 1), and even ahead of the machine's other work they were not faster (58 s vs 52 s);
+  OpenMP's passive wait policy helps beside busy jobs (69 s) but costs 85% when they are gone (96 s),
+  and it must be set before OpenMP loads, so it is not used;
 - else the cores the load average leaves free (at least 1, at most all of them), divided among
   ``workers`` parallel workers.
 
