@@ -306,3 +306,85 @@ def _rank_scores(vals: Mapping[str, torch.Tensor], basis: Mapping[str, torch.Ten
     return Scores(
         dict(vals), unit="rank", companions={"basis": dict(basis)}, companion_doc={"basis": BASIS_DOC}
     )
+
+
+def _unit_direction(direction: Any) -> torch.Tensor:
+    if isinstance(direction, Scores):
+        sel = direction.companions.get("direction", {}).get("selected")
+        if sel is None:
+            raise ExciseError(
+                "these scores carry no refusal direction (score with method 'refusal-direction')"
+            )
+        direction = sel
+    if not isinstance(direction, torch.Tensor) or direction.dim() != 1:
+        raise ExciseError("a direction is a 1-d tensor of the residual width (or refusal-direction scores)")
+    r = direction.detach().double()
+    norm = float(r.norm())
+    if not math.isfinite(norm) or norm == 0.0:
+        raise ExciseError("the direction has zero or non-finite length")
+    return r / norm
+
+
+def _check_width(model: nn.Module, writers: Mapping[str, nn.Module], r: torch.Tensor) -> None:
+    for name, mod in writers.items():
+        w = mod.weight
+        d = w.shape[1] if isinstance(mod, nn.Embedding) or weight_in_axis(mod) == 0 else w.shape[0]
+        if d != r.numel():
+            raise ExciseError(
+                f"the direction has {r.numel()} entries but '{name}' writes {d} (another model?)"
+            )
+
+
+@contextmanager
+def ablate_direction(model: nn.Module, direction: torch.Tensor | Scores) -> Iterator[None]:
+    """Directional ablation by hooks (reversible): every residual writer's output x -> x - r (r . x)."""
+    from excise.models.adapters import residual_writers
+    from excise.scoring.refusal_direction import direction_ablated
+
+    r = _unit_direction(direction)
+    _check_width(model, residual_writers(model), r)
+    with direction_ablated(model, r):
+        yield
+
+
+def orthogonalize(model: nn.Module, direction: torch.Tensor | Scores) -> list[str]:
+    """W <- W - r r^T W for every residual writer (its bias too), permanently; returns the edited parameters.
+
+    Embeddings (rows are written: E <- E - E r r^T), ``nn.Linear`` (W <- W - r r^T W) and GPT-2's
+    ``Conv1D`` (W <- W - W r r^T) alike, in float32 (float64 for float64 models). A tied output head
+    gets its own copy of the original embedding first (and ``tie_word_embeddings`` is turned off), so
+    the head reads the stream exactly as before: the model equals ``ablate_direction``'s.
+    """
+    from excise.models.adapters import residual_writers
+
+    writers = residual_writers(model)
+    r = _unit_direction(direction)
+    _check_width(model, writers, r)
+    edited: list[str] = []
+    with torch.no_grad():
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        writer_weights = {id(m.weight) for m in writers.values()}
+        if head is not None and id(head.weight) in writer_weights:
+            head.weight = nn.Parameter(head.weight.detach().clone(), requires_grad=head.weight.requires_grad)
+            if getattr(model, "config", None) is not None:
+                model.config.tie_word_embeddings = False
+                text_cfg = getattr(model.config, "get_text_config", None)
+                if callable(text_cfg):
+                    text_cfg().tie_word_embeddings = False
+        for name, mod in writers.items():
+            w = mod.weight
+            dt = torch.float64 if w.dtype == torch.float64 else torch.float32
+            rr = r.to(device=w.device, dtype=dt)
+            wf = w.detach().to(dt)
+            if isinstance(mod, nn.Embedding) or weight_in_axis(mod) == 0:  # (.., d): rows are written
+                new = wf - (wf @ rr)[:, None] * rr[None, :]
+            else:  # nn.Linear (d, d_in)
+                new = wf - rr[:, None] * (rr @ wf)[None, :]
+            w.copy_(new.to(w.dtype))
+            edited.append(f"{name}.weight")
+            b = getattr(mod, "bias", None)
+            if isinstance(b, torch.Tensor):
+                bf = b.detach().to(dt)
+                b.copy_((bf - (bf @ rr) * rr).to(b.dtype))
+                edited.append(f"{name}.bias")
+    return edited

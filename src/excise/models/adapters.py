@@ -255,10 +255,11 @@ def residual_writers(model: nn.Module) -> dict[str, nn.Module]:
     An ExciseError for a family without writer adapters, or a layout where a weight edit cannot make
     the stream orthogonal to a direction (OPT with post-layer norm or an input projection).
     """
-    lay = get_layout(model)
-    if not lay.embed_writers:
+    mt = getattr(getattr(model, "config", None), "model_type", None)
+    lay = LAYOUTS.get(mt)  # type: ignore[arg-type]
+    if lay is None or not lay.embed_writers:
         raise ExciseError(
-            f"architecture '{model.config.model_type}' has no residual-writer adapter; supported families: "
+            f"architecture '{mt}' has no residual-writer adapter (refusal direction); supported families: "
             + ", ".join(SUPPORTED_FAMILIES)
         )
     cfg = model.config
