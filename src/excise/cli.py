@@ -39,6 +39,7 @@ _COMMAND_MODULES: list[str] = [
     "excise.commands.experiments",
     "excise.commands.safety",
     "excise.commands.spd",
+    "excise.commands.heads",
     "excise.commands.finetune",
 ]
 _MOUNTED = False
