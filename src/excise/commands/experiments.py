@@ -5,6 +5,7 @@ Thin wrappers around :mod:`excise.experiments`; every error is an ExciseError pr
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,40 +33,35 @@ GridOpt = Annotated[
 ]
 
 
-def _executor_config(
-    doc: Any,
-    executor: str | None,
-    workers: int | None,
-    gpus: str | None,
-    partition: str | None,
-    time_min: int | None,
-    gpus_per_node: int | None,
-    cpus_per_task: int | None,
-    mem_gb: float | None,
-    wait: bool | None,
-) -> Any:
-    from excise.config import validate
-    from excise.experiments.sweep import ExecutorConfig
+def executor_overrides(
+    executor: str | None = None,
+    workers: int | None = None,
+    gpus: str | None = None,
+    partition: str | None = None,
+    time_min: int | None = None,
+    gpus_per_node: int | None = None,
+    cpus_per_task: int | None = None,
+    mem_gb: float | None = None,
+    wait: bool | None = None,
+) -> list[str]:
+    """The short executor flags as the ``--set executor.*`` overrides they stand for.
 
-    data = doc.executor.model_dump(mode="json")
-    if executor is not None:
-        data["kind"] = executor
-    if workers is not None:
-        data["workers"] = workers
-    if gpus is not None:
-        data["gpus"] = [g.strip() for g in gpus.split(",") if g.strip()]
-    slurm = data["slurm"]
-    for key, val in (
-        ("partition", partition),
-        ("time_min", time_min),
-        ("gpus_per_node", gpus_per_node),
-        ("cpus_per_task", cpus_per_task),
-        ("mem_gb", mem_gb),
-        ("wait", wait),
-    ):
-        if val is not None:
-            slurm[key] = val
-    return validate(ExecutorConfig, data, what="executor options")
+    ``--partition gpu`` is ``--set executor.slurm.partition=gpu``, ``--workers 2`` is
+    ``--set executor.workers=2``: both go through the same validation of the document.
+    """
+    flags: list[tuple[str, Any]] = [
+        ("kind", executor),
+        ("workers", workers),
+        ("gpus", [g.strip() for g in gpus.split(",") if g.strip()] if gpus is not None else None),
+        ("slurm.partition", partition),
+        ("slurm.time_min", time_min),
+        ("slurm.gpus_per_node", gpus_per_node),
+        ("slurm.cpus_per_task", cpus_per_task),
+        ("slurm.mem_gb", mem_gb),
+        ("slurm.wait", wait),
+    ]
+    # JSON is YAML: the value comes back exactly as given (a string stays a string)
+    return [f"executor.{key}={json.dumps(val)}" for key, val in flags if val is not None]
 
 
 def sweep(
@@ -123,7 +119,10 @@ def sweep(
     """
     from excise.experiments.sweep import load_document, parse_grid_options, plan_runs, run_sweep
 
-    doc = load_document(experiment, sets or [])
+    flags = executor_overrides(
+        executor, workers, gpus, partition, time_min, gpus_per_node, cpus_per_task, mem_gb, wait
+    )
+    doc = load_document(experiment, [*(sets or []), *flags])
     extra = parse_grid_options(grid)
     mode_name, _ = plan_runs(doc, mode, extra)
     folder = out or Path("sweeps") / f"{doc.name}-{mode_name}"
@@ -131,9 +130,7 @@ def sweep(
     from excise.utils import check_output_dir
 
     check_output_dir(folder, SWEEP_MARKERS, "sweep folder", what="--out" if out else "sweep folder")
-    exe = _executor_config(
-        doc, executor, workers, gpus, partition, time_min, gpus_per_node, cpus_per_task, mem_gb, wait
-    )
+    exe = doc.executor
     from excise.experiments.runs import sigterm_as_interrupt
 
     try:

@@ -16,8 +16,11 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field
+
+from excise.config import BaseConfig
 from excise.errors import ExciseError, StorageError
 from excise.experiments.runs import (
     RunSpec,
@@ -27,7 +30,6 @@ from excise.experiments.runs import (
     mark_failed,
     release_active_runs,
 )
-from excise.experiments.sweep import ExecutorConfig, SlurmOptions
 from excise.threads import auto_threads, child_env
 from excise.utils import atomic_write_json, storage_error
 
@@ -35,6 +37,47 @@ from excise.utils import atomic_write_json, storage_error
 STORAGE_PREFIX = "storage-error:"
 
 Echo = Callable[[str], None]
+
+
+# ---------------------------------------------------------------- options (``executor:`` of a document)
+
+
+class SlurmOptions(BaseConfig):
+    """SLURM job settings (passed to submitit); ``cluster`` local/debug runs the same path without SLURM."""
+
+    partition: str | None = None
+    time_min: int = Field(default=240, ge=1)
+    gpus_per_node: int = Field(default=1, ge=0)
+    cpus_per_task: int = Field(default=8, ge=1)
+    mem_gb: float | None = Field(default=32, gt=0)
+    array_parallelism: int = Field(default=64, ge=1)
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    job_name: str = "excise"
+    setup: list[str] = Field(default_factory=list)
+    additional: dict[str, str | int | bool] = Field(default_factory=dict)
+    max_requeues: int = Field(default=3, ge=0)
+    signal_delay_s: int = Field(default=120, ge=1)
+    python: str | None = None
+    cluster: Literal["slurm", "local", "debug"] = "slurm"
+    wait: bool = False
+
+
+class ExecutorConfig(BaseConfig):
+    """Where runs execute: in this process, a local pool of spawned processes, or SLURM.
+
+    ``warmup``: run one run before the others start, so that what they share (a trained model,
+    cached scores) is computed once instead of by every worker at the same time.
+    """
+
+    kind: Literal["inprocess", "local", "slurm"] = "local"
+    workers: int | None = Field(default=None, ge=1)
+    gpus: list[str] | None = None
+    max_crash_retries: int = Field(default=1, ge=0)
+    max_runs_per_worker: int | None = Field(default=1, ge=1)
+    warmup: bool = True
+    slurm: SlurmOptions = SlurmOptions()
 
 
 class Executor:

@@ -25,6 +25,11 @@ from pydantic import Field
 
 from excise.config import BaseConfig, apply_overrides, parse_value, set_dotted, validate
 from excise.errors import ExciseError
+from excise.experiments.executors import (  # the executor options live with the executors
+    ExecutorConfig,
+    SlurmOptions,  # noqa: F401 - re-exported: excise.experiments.sweep.SlurmOptions
+    make_executor,
+)
 from excise.experiments.registry import (
     ExperimentConfig,
     get_experiment_type,
@@ -46,44 +51,6 @@ Echo = Callable[[str], None]
 
 
 # ---------------------------------------------------------------- document schema
-
-
-class SlurmOptions(BaseConfig):
-    """SLURM job settings (passed to submitit); ``cluster`` local/debug runs the same path without SLURM."""
-
-    partition: str | None = None
-    time_min: int = Field(default=240, ge=1)
-    gpus_per_node: int = Field(default=1, ge=0)
-    cpus_per_task: int = Field(default=8, ge=1)
-    mem_gb: float | None = Field(default=32, gt=0)
-    array_parallelism: int = Field(default=64, ge=1)
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    job_name: str = "excise"
-    setup: list[str] = Field(default_factory=list)
-    additional: dict[str, str | int | bool] = Field(default_factory=dict)
-    max_requeues: int = Field(default=3, ge=0)
-    signal_delay_s: int = Field(default=120, ge=1)
-    python: str | None = None
-    cluster: Literal["slurm", "local", "debug"] = "slurm"
-    wait: bool = False
-
-
-class ExecutorConfig(BaseConfig):
-    """Where runs execute: in this process, a local pool of spawned processes, or SLURM.
-
-    ``warmup``: run one run before the others start, so that what they share (a trained model,
-    cached scores) is computed once instead of by every worker at the same time.
-    """
-
-    kind: Literal["inprocess", "local", "slurm"] = "local"
-    workers: int | None = Field(default=None, ge=1)
-    gpus: list[str] | None = None
-    max_crash_retries: int = Field(default=1, ge=0)
-    max_runs_per_worker: int | None = Field(default=1, ge=1)
-    warmup: bool = True
-    slurm: SlurmOptions = SlurmOptions()
 
 
 class WandbOptions(BaseConfig):
@@ -407,8 +374,6 @@ def run_sweep(
     poll_s: float = 2.0,
 ) -> SweepResult:
     """Run every missing point of a sweep; returns counts of outcomes and final states."""
-    from excise.experiments.executors import make_executor
-
     say = echo or (lambda s: None)
     sweep_dir = Path(sweep_dir)
     mode_name, planned = plan_runs(doc, mode, extra_grid)
@@ -438,8 +403,6 @@ def _run_prepared(
     poll_s: float,
     result: SweepResult,
 ) -> SweepResult:
-    from excise.experiments.executors import make_executor
-
     prepare_sweep_dir(sweep_dir, doc, mode_name, planned)
     specs = run_specs(sweep_dir, doc, planned, retry_failed)
     ex = make_executor(exe_cfg, sweep_dir)
