@@ -41,6 +41,7 @@ _COMMAND_MODULES: list[str] = [
     "excise.commands.spd",
     "excise.commands.heads",
     "excise.commands.finetune",
+    "excise.commands.purity",
 ]
 _MOUNTED = False
 

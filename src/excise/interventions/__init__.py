@@ -1,5 +1,6 @@
 """Interventions: change a model according to a ``Selection`` of one unit kind."""
 
+from excise.interventions.features import keep_features, mask_embeddings
 from excise.interventions.heads import duplicate_heads, mask_heads, merge_heads, remove_heads, zero_heads
 from excise.interventions.lowrank import (
     RankReport,
@@ -23,6 +24,8 @@ __all__ = [
     "ablate",
     "ablate_subcomponents",
     "duplicate_heads",
+    "keep_features",
+    "mask_embeddings",
     "mask_heads",
     "merge_heads",
     "neuron_weight_selection",

@@ -118,6 +118,19 @@ class RefusalDirectionConfig(BaseConfig):
     )
 
 
+class PurityConfig(BaseConfig):
+    """Feature purity of CLIP projections: sum_i |cos(v_j, v_i)| over rows, i != j (lower = purer)."""
+
+    method: Literal["purity"] = "purity"
+    projections: list[str] | None = Field(
+        None, description="'image', 'text' or parameter names (None: both sides of a CLIP model)"
+    )
+    orientation: Literal["auto", "out_in", "in_out"] = Field(
+        "auto", description="how the weights are stored: out_in (HF nn.Linear), in_out (open_clip); auto: by layout"
+    )
+    measure: Literal["l1", "l2", "linf"] = Field("l1", description="aggregate over i of |cos| (l1: the research score)")
+
+
 MethodConfig = Annotated[
     MagnitudeConfig
     | WandaConfig
@@ -127,7 +140,8 @@ MethodConfig = Annotated[
     | HeadsConfig
     | HeadImportanceConfig
     | ActSVDConfig
-    | RefusalDirectionConfig,
+    | RefusalDirectionConfig
+    | PurityConfig,
     Field(discriminator="method"),
 ]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(MethodConfig)
@@ -215,6 +229,12 @@ def _refusal_direction(model: torch.nn.Module, tokenizer: Any, batches: Sequence
     return refusal_direction_scores(model, tokenizer, batches, cfg)
 
 
+def _purity(model: torch.nn.Module, tokenizer: Any, batches: Sequence[Any], cfg: Any) -> Scores:
+    from excise.scoring.purity import purity
+
+    return purity(model, tokenizer, batches, cfg)
+
+
 METHODS: dict[str, Method] = {
     "magnitude": Method(
         "magnitude", "weight", MagnitudeConfig, "none",
@@ -255,6 +275,10 @@ METHODS: dict[str, Method] = {
     "refusal-direction": Method(
         "refusal-direction", "rank", RefusalDirectionConfig, "tokens", _refusal_direction,
         "mean(harmful) - mean(harmless) residual per (layer, position); chosen by ablation with a KL filter",
+    ),
+    "purity": Method(
+        "purity", "feature", PurityConfig, "none", _purity,
+        "sum_i |cos(v_j, v_i)| of projection rows, summed over image and text (lower = purer)",
     ),
 }  # fmt: skip
 ALIASES = {"wandg": "snip"}
