@@ -281,3 +281,14 @@ def test_gate_gradients_are_per_sample():
     ga, gb = gate_gradients(model, a), gate_gradients(model, b)
     torch.testing.assert_close(ga[0], gb[0], rtol=1e-5, atol=1e-8)
     assert not torch.allclose(ga[1], gb[1])
+
+
+def test_patterns_switch_sdpa_to_eager_for_the_pass_only():
+    model, _ = tiny_model("llama", seed=0)
+    batch = make_batch()
+    want = attention_patterns(model, batch)  # eager already
+    model.set_attn_implementation("sdpa")
+    got = attention_patterns(model, batch)
+    assert model.config._attn_implementation == "sdpa"
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
