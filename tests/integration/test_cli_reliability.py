@@ -259,7 +259,7 @@ def test_names_cannot_escape_their_folders(tmp_path: Path) -> None:
     assert_short_error(proc, 2, "experiment name '../../../escaped'")
     target = tmp_path / "abs"
     proc = excise("spd", "run", "tms_5-2", "--set", f"name={target}", cwd=work)
-    assert_short_error(proc, 2, f"SPD experiment name '{target}'")
+    assert_short_error(proc, 2, f"experiment name '{target}'")
     assert snapshot(tmp_path) == before
 
 

@@ -331,3 +331,12 @@ def test_a_too_long_prompt_names_its_file_and_line(tmp_path: Path) -> None:
     )
     with pytest.raises(ExciseError, match=r"d\.jsonl:2: a prompt is \d+ tokens long"):
         encode(tok, load_examples(path), max_length=64)
+
+
+def test_run_sweep_refuses_a_document_built_in_code_with_a_path_as_name(tmp_path: Path) -> None:
+    from excise.experiments import ExperimentDocument
+
+    doc = ExperimentDocument(name="../../escaped", experiment={"type": "quadratic"})
+    with pytest.raises(ExciseError, match="experiment name '../../escaped'"):
+        run_sweep(doc, tmp_path / "sw", executor=ExecutorConfig(kind="inprocess"))
+    assert list(tmp_path.iterdir()) == []

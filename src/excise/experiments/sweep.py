@@ -376,6 +376,7 @@ def run_sweep(
     """Run every missing point of a sweep; returns counts of outcomes and final states."""
     say = echo or (lambda s: None)
     sweep_dir = Path(sweep_dir)
+    check_plain_name(doc.name, "experiment name")  # also for documents built in code, not loaded
     mode_name, planned = plan_runs(doc, mode, extra_grid)
     exe_cfg = executor or doc.executor
     result = SweepResult(sweep_dir, mode_name, len(planned))
