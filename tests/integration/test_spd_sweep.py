@@ -54,3 +54,26 @@ def test_seed_sweep_runs_resumes_and_differs_by_seed(tmp_path: Path) -> None:
     again = run_sweep(doc, out, mode="seeds", extra_grid={"seed": [0, 1]}, executor=ex)
     assert [(r / "metrics.json").stat().st_mtime_ns for r in runs] == stamps  # nothing re-run
     assert first is not None and again is not None
+
+
+@pytest.mark.slow
+def test_spd_run_is_the_base_point_of_the_engine_document(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "excise"
+    args = [str(exe), "spd", "run", "tms_5-2", *[a for s in SHORT for a in ("--set", s)], "--out", "sw"]
+    env = {**os.environ, "EXCISE_NO_PROGRESS": "1"}
+    res = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-600:]
+    (run_dir,) = list((tmp_path / "sw" / "runs").iterdir())
+    assert f"run folder: {Path('sw') / 'runs' / run_dir.name}" in res.stdout
+    doc = load_document("spd-tms_5-2", SHORT)
+    _, (planned,) = plan_runs(doc, "base")
+    assert run_dir.name == planned.run_id  # the same id `excise sweep spd-tms_5-2 --mode base` gives
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "done"
+    assert (run_dir / "artifacts" / "model.safetensors").is_file()
+    stamp = (run_dir / "metrics.json").stat().st_mtime_ns
+    again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and (run_dir / "metrics.json").stat().st_mtime_ns == stamp

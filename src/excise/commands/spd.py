@@ -21,15 +21,39 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-RUN_MARKERS = ("config.yaml", "status.json")
-
 
 def _summary(metrics: dict) -> dict:
-    keys = ("tms", "tms_linear2", "alive", "ci_errors", "resid_mlp", "reconstruction", "checks", "passed")
-    out = {k: metrics[k] for k in keys if k in metrics}
-    t = metrics.get("timing", {})
-    out["train_seconds"] = round(float(t.get("train_seconds", 0.0)), 1)
+    """The headline metrics of a finished run (flat keys of the engine's metrics.json)."""
+    heads = ("tms.", "tms_linear2.", "alive.", "ci_errors.", "resid_mlp.", "reconstruction.", "checks.")
+    out = {k: v for k, v in metrics.items() if k.startswith(heads) or k == "passed"}
+    out["train_seconds"] = round(float(metrics.get("timing.train_seconds", 0.0)), 1)
     return out
+
+
+def _document(experiment: str, overrides: list[str]):  # type: ignore[no-untyped-def]
+    """The engine document of a registered SPD experiment (``spd-<name>``) or of an SPD YAML file."""
+    from excise.config import read_yaml, validate
+    from excise.experiments.sweep import ExperimentDocument, load_document
+    from excise.spd.registry import config_data, experiment_path
+
+    text = str(experiment)
+    if text.endswith((".yaml", ".yml")) or "/" in text:
+        path = Path(text)
+        data = config_data(read_yaml(path))
+        data.setdefault("name", path.stem)
+        raw = {"name": f"spd-{data['name']}", "experiment": {"type": "spd", **data}}
+        doc = validate(ExperimentDocument, raw, what=f"SPD config '{text}'")
+        if overrides:  # the same override rules as a named document
+            import tempfile
+
+            import yaml
+
+            with tempfile.TemporaryDirectory() as tmp:
+                p = Path(tmp) / f"{doc.name}.yaml"
+                p.write_text(yaml.safe_dump(doc.model_dump(mode="json")))
+                return load_document(str(p), overrides)
+        return doc
+    return load_document(experiment_path(text).stem, overrides)
 
 
 @app.command("run")
@@ -44,21 +68,36 @@ def run(
         "-s",
         help="override a config key: --set train.steps=500, --set decomposition.modules.0.C=4",
     ),
-    out: Path = typer.Option(None, "--out", "-o", help="run folder (default runs/spd/<name>-<config hash>)"),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="sweep folder of the run (default sweeps/spd-<name>-base)"
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the run folder"),
 ) -> None:
-    """Train and evaluate one SPD experiment; writes config, checkpoints, metrics and plots."""
-    from excise.spd.registry import load_config, run_experiment, run_id
-    from excise.utils import check_output_dir, check_plain_name
+    """Train and evaluate one SPD experiment (the base point of 'excise sweep spd-NAME').
 
-    cfg = load_config(experiment, list(set_ or []))
-    check_plain_name(cfg.name, "SPD experiment name")
-    folder = out if out is not None else Path("runs") / "spd" / run_id(cfg)
-    check_output_dir(folder, RUN_MARKERS, "SPD run folder", what="--out" if out is not None else "run folder")
-    res = run_experiment(cfg, None, folder)
+    The run folder is an ordinary run of the experiment engine: config, status, metrics, and the
+    checkpoints, history and plots under artifacts/. Run again: the finished run is reused.
+    Example: excise spd run tms_5-2 --set train.steps=2000
+    """
+    from excise.experiments.executors import ExecutorConfig
+    from excise.experiments.sweep import BASE_MODE, plan_runs, run_sweep
+
+    doc = _document(experiment, list(set_ or []))
+    _, planned = plan_runs(doc, BASE_MODE)  # validates the config before anything is written
+    folder = out if out is not None else Path("sweeps") / f"{doc.name}-{BASE_MODE}"
+    from excise.experiments.sweep import SWEEP_MARKERS
+    from excise.utils import check_output_dir
+
+    check_output_dir(folder, SWEEP_MARKERS, "sweep folder", what="--out" if out is not None else "sweep folder")
+    run_sweep(doc, folder, mode=BASE_MODE, executor=ExecutorConfig(kind="inprocess"))
+    run_dir = folder / "runs" / planned[0].run_id
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.is_file():
+        typer.echo(f"error: the SPD run failed; its log is {run_dir / 'run.log'}", err=True)
+        raise typer.Exit(1)
     if not quiet:
-        typer.echo(json.dumps(_summary(res.metrics), indent=1, default=str))
-    typer.echo(f"run folder: {res.out_dir}")
+        typer.echo(json.dumps(_summary(json.loads(metrics_path.read_text())), indent=1, default=str))
+    typer.echo(f"run folder: {run_dir}")
 
 
 @app.command("list")
