@@ -329,7 +329,8 @@ def main_comparison(args: argparse.Namespace, say: Callable[[str], None]) -> lis
     say(f"main comparison, {size}: {H.load_average()} before")
     chk = _child(args, size, "check_bitwise", args.samples)
     lb = H.load_average()
-    res = H.interleaved(MAIN, args.repeats, lambda m: _child(args, size, m, args.samples), say)
+    names = [m for m in MAIN if m in args.methods]
+    res = H.interleaved(names, args.repeats, lambda m: _child(args, size, m, args.samples), say)
     la = H.load_average()
     say(f"main comparison done: {la} after")
     sec = {m: [r["seconds"] for r in rs] for m, rs in res.items()}
@@ -345,7 +346,7 @@ def main_comparison(args: argparse.Namespace, say: Callable[[str], None]) -> lis
         "peak RSS MiB (above the loaded model) |",
         "|---|---:|---:|---:|",
     ]
-    for m in MAIN:
+    for m in names:
         base = "forward" if m in ("forward", "wanda") else "fwd_bwd"
         ratio = (
             "1.00"
@@ -358,13 +359,16 @@ def main_comparison(args: argparse.Namespace, say: Callable[[str], None]) -> lis
             f"| {LABELS[m]} | {H.fmt_spread(sec[m])} | {ratio} | "
             f"{H.mib(statistics_median(peaks))} (+{H.mib(statistics_median(above))}) |"
         )
+
+    def vs(a: str, b: str) -> str:
+        return H.ratio_spread(sec[a], sec[b]) if a in sec and b in sec else "not measured"
+
     lines += [
         "",
         f"SNIP at the loss positions vs at every position, same data: scores bitwise equal: "
         f"**{'yes' if chk['bitwise_equal'] else 'NO'}** (largest difference {chk['max_abs_diff']:.3g}). "
-        f"snip / per-sample loop: {H.ratio_spread(sec['snip'], sec['per_sample_loop'])}; "
-        f"snip / vmap(grad): {H.ratio_spread(sec['snip'], sec['vmap_grad'])}; "
-        f"snip / snip with all logits: {H.ratio_spread(sec['snip'], sec['snip_all_logits'])}.",
+        f"snip / per-sample loop: {vs('snip', 'per_sample_loop')}; snip / vmap(grad): {vs('snip', 'vmap_grad')}; "
+        f"snip / snip with all logits: {vs('snip', 'snip_all_logits')}.",
     ]
     return lines
 
@@ -423,6 +427,7 @@ def main() -> None:
     ap.add_argument("--ref-samples", type=int, default=4, help="samples of the research-loop comparison")
     ap.add_argument("--research-sizes", nargs="+", default=["cpu-50m", "cpu-deep22"])
     ap.add_argument("--only", choices=["main", "research"], default=None)
+    ap.add_argument("--methods", nargs="+", default=MAIN, choices=MAIN, help="methods of the main comparison")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--quick", action="store_true", help="a tiny model, for a smoke run")

@@ -158,13 +158,14 @@ def snip_abs_grads(
         for n, m in modules.items()
     }
     axes = {n: weight_in_axis(m) for n, m in modules.items()}
-    state: dict[str, Any] = {"mask": None, "seen": set()}
+    state: dict[str, Any] = {"mask": None, "padded": True, "seen": set()}
 
     def make_grad_hook(name: str, holder: list[torch.Tensor]) -> Callable[[torch.Tensor], None]:
         def on_grad(g: torch.Tensor) -> None:
             x, mask = holder.pop(), holder.pop()
             g = g.detach().reshape(*mask.shape, g.shape[-1])
-            g = g * mask.to(device=g.device, dtype=g.dtype).unsqueeze(-1)  # padding contributes nothing
+            if state["padded"]:  # padding contributes nothing (x * 1 == x: skipped when there is none)
+                g = g * mask.to(device=g.device, dtype=g.dtype).unsqueeze(-1)
             accumulate_per_sample(acc[name], x, g, axes[name])
 
         return on_grad
@@ -209,6 +210,7 @@ def _snip_pass(
     if not bool(pos.any()):
         return
     state["mask"] = batch.attention_mask.to(dev)
+    state["padded"] = not bool(batch.attention_mask.all())
     state["seen"] = set()
     extra: dict[str, Any] = {"logits_to_keep": pos.to(dev)} if keep_scored else {}
     out = model(
