@@ -76,7 +76,7 @@ class ClipRecipe(BaseConfig):
 
 RECIPES: dict[str, ClipRecipe] = {
     "digits-clip": ClipRecipe(name="digits-clip", data="digits", patch_size=2),
-    "shapes-clip": ClipRecipe(name="shapes-clip", data="shapes", patch_size=4, epochs=12),
+    "shapes-clip": ClipRecipe(name="shapes-clip", data="shapes", patch_size=4, epochs=30, lr=3e-3),
 }
 
 
@@ -163,7 +163,9 @@ def _shape_train(rec: ClipRecipe) -> TrainData:
             for it in items
         ]
     )
-    named = torch.tensor([[True, True, "{size}" in t, "{where}" in t] for t in S.TRAIN_TEMPLATES])
+    named = torch.tensor(
+        [[f in t for f in ("{shape}", "{colour}", "{size}", "{where}")] for t in S.TRAIN_TEMPLATES]
+    )
     return TrainData(images, list(index), caption_of, attrs, named)
 
 
@@ -250,7 +252,7 @@ def train_clip(recipe: str | ClipRecipe, out: str | Path | None = None) -> tuple
     from excise.evaluation.classification import evaluate_zero_shot
 
     rec = get_recipe(recipe)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     torch.manual_seed(rec.seed)
     data = _digit_train(rec.seed) if rec.data == "digits" else _shape_train(rec)
     test = eval_set(rec.data, rec.seed)
@@ -311,6 +313,8 @@ def train_clip(recipe: str | ClipRecipe, out: str | Path | None = None) -> tuple
         log["epochs"].append(entry)
     model.eval()
     log["train_seconds"] = time.perf_counter() - t0
+    log["train_cpu_seconds"] = time.process_time() - c0  # CPU time of this process (all its threads)
+    log["load_average"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     log["torch_threads"] = torch.get_num_threads()
     with torch.no_grad():
         log["zero_shot"] = evaluate_zero_shot(model, tok, test)
