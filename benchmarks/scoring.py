@@ -334,7 +334,7 @@ def main_comparison(args: argparse.Namespace, say: Callable[[str], None]) -> lis
     la = H.load_average()
     say(f"main comparison done: {la} after")
     sec = {m: [r["seconds"] for r in rs] for m, rs in res.items()}
-    first = res["forward"][0]
+    first = next(iter(res.values()))[0]
     lines = [
         f"### {size} Llama: {first['params'] / 1e6:.1f}M parameters ({first['scored'] / 1e6:.1f}M scored), "
         f"{first['layers']} layers; {args.samples} samples x {args.seq} tokens, {args.prompt_frac:.0%} prompt, "
