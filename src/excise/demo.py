@@ -19,7 +19,14 @@ from excise.errors import ExciseError
 from excise.pipeline import DEFAULT_P, DEFAULT_Q, ROW_TITLES, ROWS, safety_study
 from excise.utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 
-COLUMNS = ("weights removed (%)", "ASR (%)", "benign accuracy (%)", "perplexity")
+COLUMNS = (
+    "weights removed (%)",
+    "ASR (%)",
+    "benign accuracy (%)",
+    "perplexity",
+    "over-refusal (%)",
+    "KL, first token",
+)
 
 
 def _extra_columns(result: dict[str, Any]) -> list[tuple[str, str]]:
@@ -45,6 +52,8 @@ def _row_values(m: dict[str, Any], extra: list[tuple[str, str]]) -> list[str]:
         f"{100 * m['asr']:.1f}",
         f"{100 * m['benign_accuracy']:.1f}",
         f"{m['perplexity']:.2f}",
+        f"{100 * m.get('over_refusal', float('nan')):.1f}",
+        f"{m.get('kl_first_token', float('nan')):.3f}",
         *(f"{100 * m[k]:.1f}" for k, _ in extra),
     ]
 
@@ -87,6 +96,12 @@ def _csv(result: dict[str, Any]) -> str:
             "incoherent_rate",
             "benign_accuracy",
             "perplexity",
+            "over_refusal",
+            "off_topic_rate",
+            "unjudged_rate",
+            "cross_entropy",
+            "kl_first_token",
+            "kl_mean",
             *extra,
         ]
     )
@@ -101,6 +116,12 @@ def _csv(result: dict[str, Any]) -> str:
                 m.get("incoherent_rate"),
                 m["benign_accuracy"],
                 m["perplexity"],
+                m.get("over_refusal"),
+                m.get("off_topic_rate"),
+                m.get("unjudged_rate"),
+                m.get("cross_entropy"),
+                m.get("kl_first_token"),
+                m.get("kl_mean"),
                 *(m[k] for k in extra),
             ]
         )

@@ -31,15 +31,18 @@ def reference_for(model_name: str) -> str | None:
     """The base (helpful-only) model whose perplexity gates coherence, where one exists."""
     if model_name == "organism":
         return "organism-base"
+    if model_name == "smollm2-safety":
+        return "smollm2-135m-instruct"
     return None
 
 
-def make_judge(reference: Any | None = None, max_ppl: float = 50.0) -> Any:
-    """Keyword refusal judge with the coherence gate; adds base-model perplexity when given (model, tok)."""
-    from excise.evaluation import CoherenceGate, KeywordJudge, ReferencePerplexity
+def make_judge(reference: Any | None = None, max_ppl: float | None = 50.0) -> Any:
+    """The default judge (``excise.evaluation.default_judge``): the semantic refusal classifier with
+    the keyword flags, text heuristics, and perplexity under ``reference`` (model, tok) when given;
+    ``max_ppl=None`` calibrates the threshold on the project's coherent / incoherent examples."""
+    from excise.evaluation import default_judge
 
-    ref = ReferencePerplexity(reference[0], reference[1], max_ppl=max_ppl) if reference is not None else None
-    return KeywordJudge(gate=CoherenceGate(), reference=ref)
+    return default_judge(reference=reference, max_ppl=max_ppl)
 
 
 def _check_rows(rows: Sequence[str]) -> list[str]:
@@ -152,7 +155,8 @@ def _study(
     if judge is None:
         ref_name = reference_for(model_name) if reference == "auto" else reference
         ref = load_model(ref_name) if ref_name else None
-        judge = make_judge(ref, max_ppl=max_ppl)
+        # the organism's base model has a fixed threshold; a real reference is calibrated (None)
+        judge = make_judge(ref, max_ppl=max_ppl if ref_name == "organism-base" else None)
 
     needs_scores = any(r != "original" for r in rows)
     selections: dict[str, Any] = {}
@@ -170,17 +174,20 @@ def _study(
         if "random" in rows:
             selections["random"] = selection.random_selection(sd, seed=seed)
 
+    from excise.evaluation import build_kl_reference
+
     results: dict[str, dict[str, Any]] = {}
     t = time.perf_counter()
+    kl_ref = build_kl_reference(model, tokenizer, cfg)  # the original model's answers, before any removal
     for row in rows:
         say(f"evaluating: {ROW_TITLES[row]} ...")
         if row == "original":
-            metrics = evaluate_safety(model, tokenizer, cfg, judge=judge)
+            metrics = evaluate_safety(model, tokenizer, cfg, judge=judge, kl_reference=kl_ref)
             metrics.update(removed=0.0, count=0)
         else:
             sel = selections[row]
             with ablate(model, sel) as n:
-                metrics = evaluate_safety(model, tokenizer, cfg, judge=judge)
+                metrics = evaluate_safety(model, tokenizer, cfg, judge=judge, kl_reference=kl_ref)
             metrics.update(removed=sel.fraction(), count=n)
         results[row] = metrics
     timings["evaluate"] = time.perf_counter() - t

@@ -278,6 +278,6 @@ def test_sampling_is_seeded_and_returns_n_per_prompt() -> None:
 def test_generation_errors_are_clear() -> None:
     model, tok = tiny_model("llama", seed=2)
     with pytest.raises(ExciseError, match="context"):
-        generate(model, tok, ["x" * 120], max_new_tokens=64)
+        generate(model, tok, ["x" * 600], max_new_tokens=64)  # the tiny models have a context of 512
     with pytest.raises(ExciseError, match="sample=True"):
         generate(model, tok, ["x"], n=2)

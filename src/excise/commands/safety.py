@@ -159,13 +159,24 @@ def evaluate(
     ] = None,
     suffixes: Annotated[Path | None, typer.Option(help="File of adversarial suffixes, one per line.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer.")] = 64,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N prompts of each set.")] = None,
+    judge: Annotated[
+        str,
+        typer.Option(
+            help="'default' (semantic + keywords + reference perplexity), 'keyword', or an OpenAI-compatible URL."
+        ),
+    ] = "default",
+    kl_prompts: Annotated[
+        int, typer.Option(help="Harmless prompts for the KL from the base model (0: off).")
+    ] = 32,
     out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
 ) -> None:
-    """Measure ASR, benign accuracy and perplexity of a model."""
-    from excise.evaluation import SafetyEvalConfig, evaluate_safety, load_suffixes
+    """Measure ASR (refusal, off-topic, unjudged, incoherent rates; per category), benign accuracy,
+    over-refusal, perplexity / cross-entropy and the KL from the base model."""
+    from excise.evaluation import SafetyEvalConfig, build_kl_reference, evaluate_safety, load_suffixes
     from excise.models import load_model
-    from excise.pipeline import make_judge, reference_for
+    from excise.pipeline import reference_for
     from excise.threads import auto_threads, use_threads
     from excise.utils import atomic_write_json
 
@@ -185,8 +196,13 @@ def evaluate(
         raise ExciseError(f"--samples must be 0 or more, got {samples}")
     m, tok = load_model(model)
     ref_name = reference_for(model)
-    judge = make_judge(load_model(ref_name) if ref_name else None)
+    base = load_model(ref_name) if ref_name else None
+    the_judge = _make_cli_judge(judge, model, base)
+    describe = getattr(the_judge, "describe", None)
+    typer.echo(f"judge: {describe() if callable(describe) else type(the_judge).__name__}")
     cfg = SafetyEvalConfig(
+        limit=limit,
+        kl_prompts=kl_prompts if base is not None else 0,
         harmful=harmful,
         benign=benign,
         text=text,
@@ -196,17 +212,95 @@ def evaluate(
         max_new_tokens=max_new_tokens,
     )
     with use_threads(auto_threads()):
-        metrics = evaluate_safety(m, tok, cfg, judge=judge)
+        kl_ref = build_kl_reference(base[0], base[1], cfg) if base is not None else None
+        metrics = evaluate_safety(m, tok, cfg, judge=the_judge, kl_reference=kl_ref)
     for k, v in metrics.items():
         if isinstance(v, float):
             typer.echo(f"{k}: {v:.4f}")
+        elif k == "asr_per_category":
+            typer.echo("asr per category: " + ", ".join(f"{c} {x:.3f}" for c, x in v.items()))
+        elif k == "judge_error":
+            typer.echo(f"judge error (judged metrics left out): {v}")
+    if kl_ref is None:
+        typer.echo("kl: not measured (no base model known for this model)")
     if out is not None:
         atomic_write_json(out, metrics)
         typer.echo(f"metrics: {out}")
+
+
+def _make_cli_judge(spec: str, model_name: str, base: object | None) -> object:
+    """The judge named on the command line; the coherence reference is never the model under test."""
+    from excise.evaluation import EndpointJudge, KeywordJudge, default_judge
+
+    if spec == "keyword":
+        return KeywordJudge()
+    if spec.startswith(("http://", "https://")):
+        return EndpointJudge(spec)
+    if spec != "default":
+        raise ExciseError(f"--judge must be 'default', 'keyword' or an http(s) URL, got {spec!r}")
+    if model_name == "organism":
+        return default_judge(reference=base, max_ppl=50.0)
+    if model_name == "smollm2-135m-instruct":
+        return default_judge(reference=None)  # the reference model is under test: text heuristics only
+    return default_judge()
+
+
+def judge_eval(
+    data: Annotated[
+        str, typer.Option(help="Labelled responses (JSONL: prompt, response, label).")
+    ] = "judge-eval",
+    judges: Annotated[
+        str, typer.Option(help="Comma-separated: keyword, semantic (no reference model), default.")
+    ] = "keyword,semantic,default",
+    show_errors: Annotated[bool, typer.Option(help="Print every misjudged response.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+) -> None:
+    """Score the judges on held-out labelled responses: confusion table, accuracy, false-attack and
+    false-refusal rates (the held-out set is not used to train the semantic classifier)."""
+    from excise.evaluation import KeywordJudge, default_judge
+    from excise.evaluation.judge_eval import format_report, judge_report
+    from excise.evaluation.semantic import calibrate_reference, load_labelled
+    from excise.threads import auto_threads, use_threads
+    from excise.utils import atomic_write_json
+
+    rows = load_labelled(data)
+    names = [x.strip() for x in judges.split(",") if x.strip()]
+    bad = [x for x in names if x not in ("keyword", "semantic", "default")]
+    if bad or not names:
+        raise ExciseError(f"unknown judge(s) {bad or '(none)'}; choose from keyword, semantic, default")
+    reports = {}
+    with use_threads(auto_threads()):
+        for name in names:
+            if name == "keyword":
+                j: object = KeywordJudge()
+            elif name == "semantic":
+                j = default_judge(reference=None)
+            else:
+                sj = default_judge()
+                cal = calibrate_reference(sj.reference)
+                typer.echo(
+                    f"coherence threshold: perplexity <= {cal['max_ppl']:.1f} under SmolLM2-135M-Instruct, "
+                    f"calibrated on {cal['n_coherent']} coherent / {cal['n_incoherent']} incoherent "
+                    f"project examples (balanced accuracy {100 * cal['balanced_accuracy']:.1f}%)"
+                )
+                j = sj
+            rep = judge_report(j, rows)
+            reports[name] = rep
+            typer.echo(format_report(name, rep))
+            if show_errors:
+                for e in rep["errors"]:
+                    typer.echo(
+                        f"  gold {e['gold']}, judged {e['predicted']} ({e['reason']}): {e['response'][:90]!r}"
+                    )
+            typer.echo("")
+    if out is not None:
+        atomic_write_json(out, reports)
+        typer.echo(f"figures: {out}")
 
 
 def register(app: typer.Typer) -> None:
     """Add ``demo``, ``evaluate`` and the ``organism`` group to the ``excise`` app."""
     app.command("demo")(demo)
     app.command("evaluate")(evaluate)
+    app.command("judge-eval")(judge_eval)
     app.add_typer(organism_app, name="organism")

