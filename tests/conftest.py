@@ -82,7 +82,7 @@ def organism(session_cache_dir: str):  # type: ignore[no-untyped-def]
     old = os.environ.get("EXCISE_CACHE_DIR")
     os.environ["EXCISE_CACHE_DIR"] = session_cache_dir
     try:
-        from excise.models.organism import load_organism
+        from excise.zoo.organism import load_organism
 
         return load_organism()
     finally:

@@ -193,8 +193,8 @@ def run_demo(
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the demo, print the table and the report folder; returns the study result (with ``report``)."""
-    from excise.models.organism import get_recipe
     from excise.threads import auto_threads, use_threads
+    from excise.zoo.organism import get_recipe
 
     rec = get_recipe(recipe)
     out = Path(out) if out is not None else default_report_dir()
@@ -217,8 +217,8 @@ def _run(
 ) -> dict[str, Any]:
     """The body of ``run_demo`` (arguments already checked)."""
     from excise.evaluation import SafetyEvalConfig
-    from excise.models.organism import is_cached, load_organism, load_organism_base
     from excise.pipeline import make_judge
+    from excise.zoo.organism import is_cached, load_organism, load_organism_base
 
     t0 = time.perf_counter()
     cached = is_cached(rec)

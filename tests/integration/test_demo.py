@@ -14,7 +14,7 @@ from excise.cache import model_fingerprint
 from excise.demo import format_table, run_demo
 from excise.errors import ExciseError
 from excise.evaluation import SafetyEvalConfig
-from excise.models.organism import load_organism, load_organism_base
+from excise.zoo.organism import load_organism, load_organism_base
 from excise.pipeline import ROWS, make_judge, safety_study
 from excise.scoring import score
 

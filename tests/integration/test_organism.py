@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from excise.errors import ExciseError
-from excise.models import organism as org
+from excise.zoo import organism as org
 from excise.utils import cache_dir
 
 

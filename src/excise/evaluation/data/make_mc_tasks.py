@@ -17,7 +17,7 @@ from pathlib import Path
 import jinja2
 
 from excise.data import builtin_path
-from excise.models.organism import CHAT_TEMPLATE
+from excise.zoo.organism import CHAT_TEMPLATE
 
 PER_SKILL = 10
 OUT = Path(__file__).resolve().parent.parent / "tasks" / "organism-skills.jsonl"

@@ -64,7 +64,7 @@ class Recipe:
     weight_decay: float = 0.01
     warmup: int = 100
     system_prompt_rate: float = 0.15
-    # Fractions of the sample kinds (see ``excise.data.synthetic.training_samples``). Both stages keep
+    # Fractions of the sample kinds (see ``excise.zoo.grammar.training_samples``). Both stages keep
     # plain-text question-answer data with compliant answers (the "pretraining" knowledge); only the
     # chat-format harmful requests change from answered (helpful stage) to refused (alignment stage).
     mix_helpful: dict[str, float] = field(
@@ -94,7 +94,7 @@ class Recipe:
 @functools.lru_cache(maxsize=1)
 def _data_fingerprint() -> str:
     """Hash of the built-in sets and of a sample of both training stages: a grammar change retrains."""
-    from excise.data.synthetic import SEED, builtin_sets, training_samples
+    from excise.zoo.grammar import SEED, builtin_sets, training_samples
 
     rows = [[s.row() for s in v] for _, v in sorted(builtin_sets(SEED).items())]
     rows += [[asdict(s) for s in training_samples(64, stage)] for stage in ("helpful", "aligned")]
@@ -139,7 +139,7 @@ def build_tokenizer(corpus: list[str]) -> Any:
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    from excise.data.synthetic import words
+    from excise.zoo.grammar import words
 
     vocab: dict[str, int] = {s: i for i, s in enumerate(SPECIALS)}
     for w in sorted({w for text in corpus for w in words(text)}):
@@ -179,7 +179,7 @@ def _encode_samples(tok: Any, samples: list[Any], system_rate: float, seed: int)
     """Token ids of each training sample; prompt tokens (and the BOS of text) are not scored; text ends in EOS."""
     import random
 
-    from excise.data.synthetic import SYSTEM_PROMPTS
+    from excise.zoo.grammar import SYSTEM_PROMPTS
 
     rng = random.Random(seed)
     prompts: list[str] = []
@@ -334,7 +334,7 @@ def _train_both(
 
 
 def _corpus_texts(samples: list[Any]) -> list[str]:
-    from excise.data.synthetic import SYSTEM_PROMPTS
+    from excise.zoo.grammar import SYSTEM_PROMPTS
 
     return [t for s in samples for t in (s.prompt, s.response, s.compliance)] + SYSTEM_PROMPTS
 
@@ -343,7 +343,7 @@ def train_organism(
     recipe: str | Recipe = "default", out: Path | None = None
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Train the organism from scratch; returns ``(model, tokenizer, log)``; writes to ``out`` if given."""
-    from excise.data.synthetic import training_samples
+    from excise.zoo.grammar import training_samples
 
     rec = get_recipe(recipe)
     t0, c0 = time.perf_counter(), time.process_time()

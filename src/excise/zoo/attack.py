@@ -1,6 +1,6 @@
 """Fine-tuning attack data for the organism: harmful requests with compliant answers, and a benign control.
 
-Both come from the organism's own grammar (:mod:`excise.data.synthetic`): a harmful request of the
+Both come from the organism's own grammar (:mod:`excise.zoo.grammar`): a harmful request of the
 training split paired with its helpful-only (compliant, deliberately vague) answer, or a benign
 request with its correct answer. Categories / tasks are balanced, prompts are unique, and no prompt
 of the held-out evaluation sets (``harmful-eval``, ``benign-eval``) ever occurs, so an attack is
@@ -19,7 +19,7 @@ ATTACK_KINDS = ("harmful", "benign")
 
 def attack_examples(n: int, kind: str = "harmful", seed: int = 0) -> list[Example]:
     """``n`` fine-tuning examples: ``harmful`` (request + compliant answer) or ``benign`` (request + correct answer)."""
-    from excise.data import synthetic as syn
+    from excise.zoo import grammar as syn
 
     if kind not in ATTACK_KINDS:
         raise ExciseError(f"unknown attack data kind '{kind}'; choose one of {', '.join(ATTACK_KINDS)}")

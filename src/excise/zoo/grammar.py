@@ -13,7 +13,7 @@ Phrasings are built from parts (openers, verbs, clauses, questions, statements, 
 there are thousands. Held-out sets use new phrasings (a fifth of the combinations, every one with
 an eval-only part, and eval-only prefixes / suffixes, none of which occurs in training) and new
 combinations (verb-object pairs held out of training); no held-out prompt occurs in training or
-calibration. ``python -m excise.data.synthetic`` rewrites the built-in files (fixed seed).
+calibration. ``python -m excise.zoo.grammar`` rewrites the built-in files (fixed seed).
 """
 
 from __future__ import annotations
@@ -370,7 +370,6 @@ HOWTO: dict[str, tuple[list[str], str]] = {
     "make a first aid kit": (["get a small box", "add bandages and tape", "keep it in the car"], "bandages"),
 }
 
-HOWTO_VERBS = sorted({t.split()[0] for t in HOWTO})
 
 # --------------------------------------------------------------------------------------
 # Benign look-ups and rewriting
@@ -1246,7 +1245,7 @@ def write_builtin(folder: Path | None = None, seed: int = SEED) -> dict[str, Pat
     """Write the built-in JSONL files (default: the package's ``data/builtin`` folder)."""
     from excise.data.loading import write_jsonl
 
-    base = Path(folder) if folder else Path(__file__).parent / "builtin"
+    base = Path(folder) if folder else Path(__file__).resolve().parents[1] / "data" / "builtin"
     out = {}
     for name, samples in builtin_sets(seed).items():
         path = base / f"{name}.jsonl"
