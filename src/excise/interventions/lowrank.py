@@ -29,6 +29,7 @@ from torch import nn
 from excise.core import Scores, require_unit
 from excise.errors import ExciseError
 from excise.models.adapters import is_linear, weight_in_axis
+from excise.scoring.base import weight_of
 from excise.selection import count_for
 
 MODES = ("orthogonal", "remove-top", "keep-top")
@@ -153,8 +154,8 @@ def plan_ranks(
         raise ExciseError(f"mode '{mode}' needs k (a count or a fraction of R)")
     plans = []
     for key, mod in _modules_by_key(model, list(safety)).items():
-        w = mod.weight
-        d_out, d_in = (w.shape[1], w.shape[0]) if weight_in_axis(mod) == 0 else tuple(w.shape)
+        w = weight_of(mod)
+        d_out, d_in = (w.shape[1], w.shape[0]) if weight_in_axis(mod) == 0 else (w.shape[0], w.shape[1])
         R = min(d_out, d_in)
         dev = w.device
         if mode == "orthogonal":
@@ -195,12 +196,10 @@ def _apply(plans: list[_Plan], mode: str) -> RankReport:
     report = RankReport(mode)
     with torch.no_grad():
         for pl in plans:
-            p = pl.module.weight
+            p = weight_of(pl.module)
             w = _out_in(p.detach(), pl.module).float()
-            if pl.b is not None:
-                dw = pl.a @ (pl.b @ w)  # type: ignore[operator]
-            else:
-                dw = w - pl.a @ (pl.a.T @ w)  # type: ignore[union-attr]
+            assert pl.a is not None
+            dw = pl.a @ (pl.b @ w) if pl.b is not None else w - pl.a @ (pl.a.T @ w)
             scale = float(torch.linalg.matrix_norm(w.double()))
             report.ranks[pl.key] = numerical_rank(dw, scale, pl.a if pl.b is not None else None)
             report.bounds[pl.key] = pl.bound
@@ -239,13 +238,13 @@ def ablate_ranks(
 ) -> Iterator[RankReport]:
     """``remove_ranks`` inside the block; afterwards (also on error) every weight is bit-identical to before."""
     plans = plan_ranks(model, safety, utility, mode=mode, r_u=r_u, r_s=r_s, k=k)
-    saved = {pl.key: pl.module.weight.detach().to("cpu", copy=True) for pl in plans}
+    saved = {pl.key: weight_of(pl.module).detach().to("cpu", copy=True) for pl in plans}
     try:
         yield _apply(plans, mode)
     finally:
         with torch.no_grad():
             for pl in plans:
-                pl.module.weight.copy_(saved[pl.key])
+                weight_of(pl.module).copy_(saved[pl.key])
 
 
 def remove_ranks_sequential(
@@ -280,8 +279,7 @@ def remove_ranks_sequential(
     modules = target_modules(model, targets)
     blocks_of(model, modules)  # an unsupported architecture fails here, before any forward
     for name, mod in modules.items():  # every count is checked before any forward pass
-        w = mod.weight
-        R = min(w.shape)
+        R = min(weight_of(mod).shape)
         key = f"{name}.weight"
         for what, v in (("r_u", r_u), ("r_s", r_s)) if mode == "orthogonal" else (("k", k),):
             rank_count(v, R, what, key)
@@ -327,7 +325,7 @@ def _unit_direction(direction: Any) -> torch.Tensor:
 
 def _check_width(model: nn.Module, writers: Mapping[str, nn.Module], r: torch.Tensor) -> None:
     for name, mod in writers.items():
-        w = mod.weight
+        w = weight_of(mod)
         d = w.shape[1] if isinstance(mod, nn.Embedding) or weight_in_axis(mod) == 0 else w.shape[0]
         if d != r.numel():
             raise ExciseError(
@@ -362,17 +360,20 @@ def orthogonalize(model: nn.Module, direction: torch.Tensor | Scores) -> list[st
     _check_width(model, writers, r)
     edited: list[str] = []
     with torch.no_grad():
-        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-        writer_weights = {id(m.weight) for m in writers.values()}
-        if head is not None and id(head.weight) in writer_weights:
-            head.weight = nn.Parameter(head.weight.detach().clone(), requires_grad=head.weight.requires_grad)
-            if getattr(model, "config", None) is not None:
-                model.config.tie_word_embeddings = False
-                text_cfg = getattr(model.config, "get_text_config", None)
+        get_head = getattr(model, "get_output_embeddings", None)
+        head = get_head() if callable(get_head) else None
+        writer_weights = {id(weight_of(m)) for m in writers.values()}
+        if isinstance(head, nn.Module) and id(weight_of(head)) in writer_weights:
+            hw = weight_of(head)
+            head.weight = nn.Parameter(hw.detach().clone(), requires_grad=hw.requires_grad)
+            cfg: Any = getattr(model, "config", None)
+            if cfg is not None:
+                cfg.tie_word_embeddings = False
+                text_cfg = getattr(cfg, "get_text_config", None)
                 if callable(text_cfg):
                     text_cfg().tie_word_embeddings = False
         for name, mod in writers.items():
-            w = mod.weight
+            w = weight_of(mod)
             dt = torch.float64 if w.dtype == torch.float64 else torch.float32
             rr = r.to(device=w.device, dtype=dt)
             wf = w.detach().to(dt)

@@ -262,8 +262,8 @@ def residual_writers(model: nn.Module) -> dict[str, nn.Module]:
             f"architecture '{mt}' has no residual-writer adapter (refusal direction); supported families: "
             + ", ".join(SUPPORTED_FAMILIES)
         )
-    cfg = model.config
-    if cfg.model_type == "opt" and (
+    cfg: Any = getattr(model, "config", None)
+    if mt == "opt" and (
         not getattr(cfg, "do_layer_norm_before", True)
         or getattr(cfg, "word_embed_proj_dim", cfg.hidden_size) != cfg.hidden_size
     ):

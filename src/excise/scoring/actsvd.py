@@ -28,7 +28,7 @@ from excise.core import Scores
 from excise.data import Batch
 from excise.errors import ExciseError
 from excise.hooks import hooks
-from excise.models.adapters import LAYOUTS, weight_in_axis
+from excise.models.adapters import LAYOUTS, decoder_layers, weight_in_axis
 from excise.scoring.base import (
     accepts_logits_to_keep,
     eval_mode,
@@ -187,7 +187,7 @@ def blocks_of(model: nn.Module, modules: dict[str, nn.Module]) -> list[tuple[nn.
             "has no adapter; use mode 'one-pass' (it works on any model)"
         )
     pat = re.compile(rf"^{re.escape(lay.layers)}\.(\d+)\.")
-    layers = list(model.get_submodule(lay.layers))
+    layers = decoder_layers(model)
     by_layer: dict[int, list[str]] = {}
     other: list[str] = []
     for name in modules:

@@ -133,7 +133,10 @@ def last_prompt_log_probs(model: nn.Module, batches: Sequence[Batch]) -> torch.T
 
     The output head runs on that one position only (a pre-hook hands it the gathered rows).
     """
-    head = model.get_output_embeddings()
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if not isinstance(head, nn.Module):
+        raise ExciseError("the refusal direction needs a model with an output head (get_output_embeddings)")
     dev = input_device(model)
     state: dict[str, torch.Tensor] = {}
 
