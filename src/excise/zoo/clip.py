@@ -71,7 +71,22 @@ class ClipRecipe(BaseConfig):
     seed: int = 0
 
     def key(self) -> str:
-        return f"{self.name}-{stable_hash({'recipe': self.to_dict(), 'version': CLIP_VERSION}, 12)}"
+        """Cache key: the recipe, the code version and the data (templates, shape constants)."""
+        blob = {"recipe": self.to_dict(), "version": CLIP_VERSION, "data": _data_signature(self.data)}
+        return f"{self.name}-{stable_hash(blob, 12)}"
+
+
+def _data_signature(data: str) -> dict[str, Any]:
+    """What of the training data is code, not recipe: the templates and the shapes generator's tables."""
+    if data == "digits":
+        return {"train": DIGIT_TRAIN_TEMPLATES, "test": DIGIT_TEST_TEMPLATES, "names": DIGIT_NAMES}
+    from excise.zoo import shapes as S
+
+    return {
+        "train": S.TRAIN_TEMPLATES,
+        "test": S.TEST_TEMPLATES,
+        "tables": [S.SHAPES, S.COLOURS, S.SIZES, S.POSITIONS, S.WHERE, S.HELD_OUT, S.IMAGE_SIZE],
+    }
 
 
 RECIPES: dict[str, ClipRecipe] = {
