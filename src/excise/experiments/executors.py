@@ -207,6 +207,9 @@ def _worker_main(conn: Any, gpu: str | None, threads: int | None) -> None:
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
         pass  # interrupted, or the parent is gone: runs already finished are on disk
     finally:
+        # no run is held any more: a SIGTERM from now on (the parent stopping the pool while this
+        # process shuts down) just ends it, instead of raising into the interpreter's shutdown
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         conn.close()
 
 
@@ -379,7 +382,9 @@ class LocalExecutor(Executor):
 
     @staticmethod
     def _terminate(slots: list[_Slot]) -> None:
-        procs = [s.proc for s in slots if s.proc is not None]
+        # only workers holding a run; idle ones (and one that reported a full disk) are asked to
+        # stop by the caller's ``finally``
+        procs = [s.proc for s in slots if s.proc is not None and s.spec is not None]
         for p in procs:
             with contextlib.suppress(Exception):
                 p.terminate()  # SIGTERM -> KeyboardInterrupt in the worker: its run is handed back
