@@ -164,7 +164,7 @@ def _bad_cases(tmp: Path, data: dict[str, Path]) -> list[tuple[list[object], str
     nocols = write_jsonl(tmp / "nocols.jsonl", [{"question": "hi", "answer": "yo"}])
     empty = tmp / "empty.jsonl"
     empty.write_text("")
-    long = write_jsonl(tmp / "long.jsonl", [{"prompt": "x" * 400, "response": "ok"}])
+    long = write_jsonl(tmp / "long.jsonl", [{"prompt": "x" * 700, "response": "ok"}])  # context 512
     score = ["score", "tiny-llama", "--out", tmp / "out"]
     sd = ["select", "--set-difference", "--safety", tmp / "s", "--utility", tmp / "s", "--out", tmp / "out"]
     return [
