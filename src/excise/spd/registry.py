@@ -1,4 +1,4 @@
-"""Named SPD experiments: YAML configs in ``excise/spd/configs``, target builders, evaluation and runs."""
+"""Named SPD experiments (engine documents ``experiments/configs/spd-*.yaml``), target builders, evaluation and runs."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+import excise.spd.metrics as M
 from excise.config import apply_overrides, read_yaml, validate
 from excise.devices import resolve_device
 from excise.errors import ExciseError
@@ -26,7 +27,6 @@ from excise.models.toys import (
     resid_mlp_batch,
     tms_batch,
 )
-from excise.spd import metrics as M
 from excise.spd.components import SPDModel, decompose
 from excise.spd.config import LMTarget, SPDConfig
 from excise.spd.train import TrainResult, train_spd
@@ -407,7 +407,7 @@ def run_experiment(
                 folder / "history.json", json.dumps({"train": train.history, "eval": train.evals}, indent=1)
             )
             if cfg.eval.plots:
-                from excise.spd import plots
+                import excise.spd.plots as plots
 
                 plots.save_all(folder, spd, target, train, arrays)
             if bookkeeping:
