@@ -48,7 +48,7 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
     p = Path(path)
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
-    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+    return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")  # "top0.01" keeps its dot
 
 
 @dataclass

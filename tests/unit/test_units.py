@@ -132,3 +132,11 @@ def test_spd_causal_importance_is_a_method_whose_selection_ablates_subcomponents
             h = act(((h @ comp.V.T) * m) @ comp.U.T + (comp.bias if comp.bias is not None else 0))
     torch.testing.assert_close(got, h)
     assert torch.equal(spd.target(x), target(x))  # restored
+
+
+def test_a_name_with_a_dot_keeps_it(tmp_path: Path) -> None:
+    s = Scores({"w": torch.rand(3)})
+    path = s.save(tmp_path / "top0.01")
+    assert path.name == "top0.01.safetensors" and (tmp_path / "top0.01.json").is_file()
+    assert torch.equal(Scores.load(tmp_path / "top0.01")["w"], s["w"])
+    assert Scores.load(path).unit == "weight"  # the tensor file's own path works too
