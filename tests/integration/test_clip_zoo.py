@@ -85,3 +85,4 @@ def test_excise_purity_runs_on_each_built_in_model(name: str, tmp_path) -> None:
     assert [r[0] for r in rows[1:]] == ["8", "16", "24", "32"]
     assert rows[-1][2] == rows[-1][3] == rows[-1][4] == rows[-1][5]  # all 32 kept = full
     assert (out / f"{name}_min_max_gap.png").is_file() and (out / f"{name}_silhouette_vs_kept.png").is_file()
+    assert (out / f"{name}-clip_purity_training.png").is_file()  # purity statistics per training epoch

@@ -313,6 +313,14 @@ def purity_study(cfg: FeaturePurityConfig, out_dir: Path | None = None, logger: 
         metrics["ablation.max_drop"] = float(ablation.max())
     if out_dir is not None:
         write_outputs(out_dir, cfg, table, rows, s, ablation, scores.companions["purity"]["embedding"])
+        if cfg.model in _builtin_dims():  # purity during training, logged per epoch with the model
+            import shutil
+
+            from excise.zoo.clip import clip_dir
+
+            for name in ("purity_training.png", "clip.json"):
+                if (clip_dir(cfg.model) / name).is_file():
+                    shutil.copyfile(clip_dir(cfg.model) / name, out_dir / f"{cfg.model}_{name}")
     if logger is not None:
         logger.info(
             "feature purity on %s: %s", data.name, {k: v for k, v in metrics.items() if k.startswith("top1.")}
