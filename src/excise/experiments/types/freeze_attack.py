@@ -155,11 +155,11 @@ def run_freeze_attack(cfg: FreezeAttackConfig, ctx: Any) -> dict[str, Any]:
     import copy
 
     from excise.data import load_examples
-    from excise.zoo.attack import attack_examples
     from excise.finetune import FinetuneArgs, finetune, rewind
     from excise.freeze_analysis import compare, safety_critical
     from excise.models import load_model
     from excise.selection import random_selection
+    from excise.zoo.attack import attack_examples
 
     log = ctx.logger.info
     model, tok = load_model(cfg.model)
