@@ -14,13 +14,7 @@ from excise.spd.metrics import one_hot_inputs
 FAST_TARGET = ["target.steps=1500", "target.batch_size=256"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_cpu_thread():
-    """One CPU thread (toy targets train in the session's private cache, set by the root conftest)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_short_tms_run_decreases_losses_and_writes_a_run_folder(tmp_path: Path) -> None:

@@ -1,15 +1,10 @@
-"""Fixtures for the SPD unit tests: one CPU thread (the cache folder is the root conftest's)."""
+"""The SPD unit tests run at one CPU thread: the root conftest's ``one_thread`` fixture, for every test here."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _spd_env():
-    """Make timings independent of other jobs: one CPU thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+@pytest.fixture(autouse=True)
+def _spd_one_thread(one_thread: None) -> None:
+    """Every SPD unit test uses the root ``one_thread`` fixture (``$EXCISE_THREADS`` overrides it)."""
