@@ -153,7 +153,9 @@ def test_wanda_rows_is_a_neuron_method_equal_to_row_sums_of_stored_activations()
 
 def test_unknown_method_setting_is_a_clear_error() -> None:
     model, tok = tiny_model("llama")
-    with pytest.raises(ExciseError, match=r"scoring method 'wanda': unknown key 'positons'.*settings are: targets, positions"):
+    with pytest.raises(
+        ExciseError, match=r"scoring method 'wanda': unknown key 'positons'.*settings are: targets, positions"
+    ):
         score(model, tok, EXAMPLES, "wanda", use_cache=False, positons="next")
     with pytest.raises(ExciseError, match=r"'positions'.*'response' or 'next'"):
         score(model, tok, EXAMPLES, "wanda", use_cache=False, positions="previous")
