@@ -65,7 +65,8 @@ def test_cli_run_writes_outputs(tmp_path: Path) -> None:
         main(["spd", "run", "tms_5-2", "--out", str(out), "-q", *sum((["--set", s] for s in sets), [])])
     except SystemExit as ex:  # typer may exit explicitly with status 0
         assert ex.code in (0, None)
-    assert (out / "metrics.json").is_file() and not (out / "plots").exists()
+    (run,) = list((out / "runs").iterdir())  # an ordinary run folder of the engine
+    assert (run / "metrics.json").is_file() and not (run / "artifacts" / "plots").exists()
 
 
 def test_cli_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -88,11 +88,21 @@ def run(
     from excise.experiments.sweep import SWEEP_MARKERS
     from excise.utils import check_output_dir
 
-    check_output_dir(folder, SWEEP_MARKERS, "sweep folder", what="--out" if out is not None else "sweep folder")
+    check_output_dir(
+        folder, SWEEP_MARKERS, "sweep folder", what="--out" if out is not None else "sweep folder"
+    )
     run_sweep(doc, folder, mode=BASE_MODE, executor=ExecutorConfig(kind="inprocess"))
     run_dir = folder / "runs" / planned[0].run_id
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.is_file():
+        try:
+            err = json.loads((run_dir / "status.json").read_text()).get("error") or {}
+        except (OSError, ValueError):
+            err = {}
+        if isinstance(err, dict) and err.get("type") == "ExciseError":  # bad input found by the run
+            raise ExciseError(
+                str(err.get("message", "")).splitlines()[0] if err.get("message") else "bad input"
+            )
         typer.echo(f"error: the SPD run failed; its log is {run_dir / 'run.log'}", err=True)
         raise typer.Exit(1)
     if not quiet:
