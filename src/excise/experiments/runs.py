@@ -221,6 +221,11 @@ def execute_run(spec: RunSpec | Mapping[str, Any]) -> str:
 def _execute_run(spec: RunSpec) -> str:
     run_dir = Path(spec.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # Import the experiment type before claiming: a fresh worker's imports take seconds, and an
+    # attempt should be counted only once the run function is about to start (a failing import is
+    # recorded as the run's failure below, under the claim).
+    with contextlib.suppress(Exception):
+        get_experiment_type(spec.type_name, spec.type_module)
     pre = read_status(run_dir)
     if pre.status and not pre.problem:
         if pre.state == "done":
