@@ -255,3 +255,15 @@ def resolve_named(name_or_path: str) -> tuple[str, dict[str, Any]]:
             f"unknown experiment '{name_or_path}'; named experiments: {known} (or pass a YAML file path)"
         )
     return name_or_path, read_yaml(named[name_or_path])
+
+
+def scalar_metrics(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested result -> flat {"a.b": scalar} for a run's metrics; lists are left out."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(scalar_metrics(v, key + "."))
+        elif isinstance(v, (int, float, str, bool)) or v is None:
+            out[key] = v
+    return out

@@ -18,7 +18,12 @@ from pydantic import Field
 
 from excise.config import BaseConfig
 from excise.errors import ExciseError
-from excise.experiments.registry import ExperimentConfig, ReportFigure, register_experiment_type
+from excise.experiments.registry import (
+    ExperimentConfig,
+    ReportFigure,
+    register_experiment_type,
+    scalar_metrics,
+)
 
 STUDY_ROWS = ("original", "set_difference", "safety_top_q", "random")
 
@@ -66,18 +71,6 @@ class SafetyNeuronsConfig(ExperimentConfig):
     seed: int = 0
 
 
-def _scalars(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested result -> flat {"a.b": scalar}; lists (examples, per-suffix tables) are left out."""
-    out: dict[str, Any] = {}
-    for k, v in data.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_scalars(v, key + "."))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            out[key] = v
-    return out
-
-
 def _device(name: str) -> str:
     from excise.devices import resolve_device
 
@@ -122,7 +115,7 @@ def run_safety_neurons(cfg: SafetyNeuronsConfig, ctx: Any) -> dict[str, Any]:
     if not isinstance(result, Mapping):
         raise ExciseError(f"safety_study returned {type(result).__name__}; expected a mapping of metrics")
     (ctx.artifacts_dir / "study.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    metrics = _scalars(result)
+    metrics = scalar_metrics(result)
     if isinstance(metrics.get("removed"), (int, float)):
         metrics["weights_removed_pct"] = 100.0 * float(metrics["removed"])
     return metrics

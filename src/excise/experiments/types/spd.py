@@ -9,11 +9,15 @@ scalar metrics (MMCS, alive counts, reconstruction losses, timing) as a flat map
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from excise.experiments.registry import ExperimentConfig, ReportFigure, register_experiment_type
+from excise.experiments.registry import (
+    ExperimentConfig,
+    ReportFigure,
+    register_experiment_type,
+    scalar_metrics,
+)
 from excise.spd.config import DecompositionConfig, EvalConfig, LossConfig, TrainConfig
 from excise.spd.config import Target as TargetConfig
 
@@ -39,17 +43,6 @@ def to_spd_config(cfg: SPDExperimentConfig) -> Any:
     return validate(SPDConfig, data, what="SPD config")
 
 
-def _scalars(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in data.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_scalars(v, key + "."))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            out[key] = v
-    return out
-
-
 def run_spd(cfg: SPDExperimentConfig, ctx: Any) -> dict[str, Any]:
     """Train and evaluate one decomposition; artifacts go to the run's ``artifacts`` folder."""
     from excise.spd.registry import run_experiment
@@ -57,7 +50,7 @@ def run_spd(cfg: SPDExperimentConfig, ctx: Any) -> dict[str, Any]:
     spd_cfg = to_spd_config(cfg)
     ctx.logger.info("SPD %s: seed %d, %d steps", spd_cfg.name, spd_cfg.seed, spd_cfg.train.steps)
     res = run_experiment(spd_cfg, out_dir=ctx.artifacts_dir, bookkeeping=False, show_progress=False)
-    return _scalars(res.metrics)
+    return scalar_metrics(res.metrics)
 
 
 def plot_spd(table: Any, out_dir: Path) -> list[ReportFigure]:
