@@ -13,30 +13,25 @@ from excise import selection
 from excise.cache import model_fingerprint
 from excise.demo import format_table, run_demo
 from excise.errors import ExciseError
-from excise.evaluation import SafetyEvalConfig
-from excise.zoo.organism import load_organism, load_organism_base
-from excise.pipeline import ROWS, make_judge, safety_study
+from excise.evaluation import EvalConfig
+from excise.pipeline import ROWS, StudyConfig, make_judge, safety_study
 from excise.scoring import score
+from excise.zoo.organism import load_organism, load_organism_base
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-SMALL = SafetyEvalConfig(limit=12, max_new_tokens=24, batch_size=12)
+SMALL = EvalConfig(limit=12, max_new_tokens=24, batch_size=12)
 
 
 def test_safety_study_rows_counts_and_restore() -> None:
     model, tok = load_organism("tiny")
     before = model_fingerprint(model)
     res = safety_study(
-        "organism",
-        p=0.1,
-        q=0.2,
-        rows=ROWS,
+        StudyConfig(p=0.1, q=0.2, rows=ROWS, eval=SMALL, use_cache=False),
         model=model,
         tokenizer=tok,
-        eval_config=SMALL,
         judge=make_judge(load_organism_base("tiny")),
-        use_cache=False,
     )
     assert model_fingerprint(model) == before  # every row ablates and restores exactly
     rows = res["rows"]
@@ -64,11 +59,15 @@ def test_safety_study_rows_counts_and_restore() -> None:
 
 def test_safety_study_checks_arguments() -> None:
     with pytest.raises(ExciseError, match="unknown study row"):
-        safety_study(rows=("nope",))
+        safety_study({"rows": ("nope",)})
     with pytest.raises(ExciseError, match=r"p must be a fraction in \(0, 1\], got 1\.5"):
-        safety_study(p=1.5)
+        safety_study({"p": 1.5})
     with pytest.raises(ExciseError, match="unknown scoring method"):
-        safety_study(method="nope")
+        safety_study({"method": "nope"})
+    with pytest.raises(ExciseError, match="unit 'weight', got unit 'rank'"):
+        safety_study({"method": "actsvd"})
+    with pytest.raises(ExciseError, match="unknown key 'bogus'"):
+        safety_study({"bogus": 1})
 
 
 @pytest.mark.slow

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from excise.errors import ExciseError
-from excise.zoo import organism as org
 from excise.utils import cache_dir
+from excise.zoo import organism as org
 
 
 @pytest.fixture(scope="module")

@@ -63,11 +63,12 @@ def test_unwritable_cache(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--p", "1.5"], "p"),
-        (["--q", "-0.1"], "q"),
+        (["--p", "1.5"], "p must be a fraction in (0, 1], got 1.5"),
+        (["--q", "-0.1"], "q must be a fraction in (0, 1], got -0.1"),
         (["--recipe", "nope"], "unknown organism recipe"),
         (["--method", "nope"], "unknown scoring method"),
-        (["--samples", "-1"], "--samples"),
+        (["--samples", "-1"], "'eval.samples': Input should be greater than or equal to 0"),
+        (["--set", "eval.limt=3"], "unknown key 'eval.limt'"),
     ],
 )
 def test_demo_rejects_bad_arguments_before_work(
@@ -92,7 +93,7 @@ def test_info_of_the_smollm2_recipe_reads_its_log(
     code, out, _ = run(["organism", "info", "--recipe", "smollm2-safety", "--json"], capsys)
     info = json.loads(out)
     assert code == 0 and info["cached"] is False and info["log"] is None
-    assert info["settings"]["n_harmful"] == sm.SAFETY_RECIPE["n_harmful"]
+    assert info["settings"]["n_harmful"] == sm.SAFETY_RECIPE.n_harmful
     folder = Path(info["path"])  # fake a tuned model: the info command only reads the files
     folder.mkdir(parents=True)
     (folder / "config.json").write_text("{}")

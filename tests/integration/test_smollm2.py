@@ -35,7 +35,7 @@ def test_gguf_converts_to_a_plain_cached_model(base) -> None:
 
 
 def test_unknown_recipe_key() -> None:
-    with pytest.raises(ExciseError, match="unknown smollm2-safety recipe keys"):
+    with pytest.raises(ExciseError, match="invalid smollm2-safety recipe: unknown key .epochz."):
         sm.safety_tune({"epochz": 3})
 
 

@@ -16,12 +16,11 @@ import torch
 from excise.data import garak as garak_mod
 from excise.data import load_examples
 from excise.errors import ExciseError
-from excise.evaluation import KeywordJudge, Verdict
+from excise.evaluation import EvalConfig, KeywordJudge, Verdict, evaluate_safety
 from excise.evaluation import utility as utility_mod
 from excise.evaluation.endpoint import EndpointJudge, JudgeUnavailable
 from excise.evaluation.generate import encode_prompts
 from excise.evaluation.kl import KLReference, kl_rows, response_logprobs
-from excise.evaluation.suite import SafetyEvalConfig, evaluate_safety
 from excise.evaluation.utility import over_refusal, over_refusal_rate
 from excise.models.tiny import tiny_model
 
@@ -127,7 +126,7 @@ def test_over_refusal_rate_counts_refused_verdicts_and_rejects_bad_input() -> No
 
 def test_evaluate_safety_reports_kl_cross_entropy_and_over_refusal() -> None:
     model, tok = tiny_model("llama", seed=4)
-    cfg = SafetyEvalConfig(limit=3, max_new_tokens=4, kl_prompts=3, kl_tokens=4, batch_size=4)
+    cfg = EvalConfig(limit=3, max_new_tokens=4, kl_prompts=3, kl_tokens=4, batch_size=4)
     from excise.evaluation.suite import build_kl_reference
 
     ref = build_kl_reference(model, tok, cfg)
@@ -274,7 +273,7 @@ def test_endpoint_that_does_not_answer_is_a_clear_error_after_the_timeout(server
 
 def test_a_failing_judge_keeps_the_other_metrics() -> None:
     model, tok = tiny_model("llama", seed=5)
-    cfg = SafetyEvalConfig(limit=2, max_new_tokens=3, kl_prompts=0, batch_size=4)
+    cfg = EvalConfig(limit=2, max_new_tokens=3, kl_prompts=0, batch_size=4)
     m = evaluate_safety(model, tok, cfg, judge=EndpointJudge("http://127.0.0.1:9/v1", timeout=0.5))
     assert math.isnan(m["asr"]) and "judge endpoint" in m["judge_error"]
     assert math.isfinite(m["perplexity"]) and 0.0 <= m["benign_accuracy"] <= 1.0

@@ -155,3 +155,22 @@ def test_new_types_register_without_touching_the_engine() -> None:
         register_experiment_type("test-demo", _DemoConfig, lambda c, x: {})
     with pytest.raises(ExciseError, match="Literal"):
         register_experiment_type("other-name", _DemoConfig, _run_demo)
+
+
+def test_demo_is_a_named_experiment_of_the_safety_type() -> None:
+    from excise.demo import demo_config
+    from excise.experiments.types.safety_neurons import SafetyNeuronsConfig
+    from excise.pipeline import ROWS, StudyConfig
+
+    cfg = demo_config()
+    assert isinstance(cfg, SafetyNeuronsConfig) and isinstance(cfg, StudyConfig)
+    assert cfg.type == "safety-neurons" and cfg.model == "organism" and cfg.rows == ROWS
+    assert cfg.n_safety is None and cfg.eval.system_prompt == "You are a helpful assistant."
+    assert cfg == parse_experiment_config(load_document("demo").experiment)
+    changed = demo_config({"p": 0.1, "eval": {"samples": 3}}, ["q=0.2"])
+    assert (changed.p, changed.q, changed.eval.samples) == (0.1, 0.2, 3)
+    assert changed.eval.system_prompt == cfg.eval.system_prompt  # eval merged key by key
+    with pytest.raises(ExciseError, match=r"p must be a fraction in \(0, 1\], got 2"):
+        demo_config({"p": 2.0})
+    with pytest.raises(ExciseError, match="unknown key 'eval.limt'"):
+        demo_config(sets=["eval.limt=3"])

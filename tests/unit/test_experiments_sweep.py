@@ -120,31 +120,33 @@ def test_safety_neurons_type_calls_the_pipeline_and_plots(
 ) -> None:
     calls: list[dict[str, Any]] = []
 
-    def safety_study(model_name: str, p: float, q: float, method: str, **kw: Any) -> dict[str, Any]:
-        calls.append({"model_name": model_name, "method": method, "p": p, "q": q, **kw})
+    def safety_study(cfg: Any, **kw: Any) -> dict[str, Any]:
+        calls.append({"cfg": cfg, **kw})
+        p, q = cfg.p, cfg.q
+        row = {"asr": 0.5, "removed": q * (1 - p), "benign_accuracy": 1 - p / 2, "perplexity": 3.0 + q}
         return {
-            "model": model_name,
+            "model": cfg.model,
+            "method": cfg.method,
             "p": p,
             "q": q,
             "asr": min(1.0, q * 8 / (1 + p)),
             "benign_accuracy": 1 - p / 2,
             "perplexity": 3.0 + q,
             "removed": q * (1 - p),
-            "rows": {"set_difference": {"asr": 0.5, "examples": {"harmful": [{"prompt": "x"}]}}},
+            "rows": {"set_difference": {**row, "examples": {"harmful": [{"prompt": "x"}]}}},
         }
 
-    fake = types.ModuleType("excise.pipeline")
-    fake.safety_study = safety_study  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "excise.pipeline", fake)
-    monkeypatch.setattr("excise.models.load_model", lambda name, dtype, device: (f"model:{name}", "tok"))
+    monkeypatch.setattr("excise.pipeline.safety_study", safety_study)
     doc = load_document("safety-neurons", ["n_safety=8", "eval.limit=5", "method=wanda"])
     res = run_sweep(doc, tmp_path / "sn", mode="predefined", executor=INPROC)
     assert res.states["done"] == res.planned == len(calls)
-    c = calls[0]
-    assert c["model_name"] == "organism" and c["method"] == "wanda"
-    assert c["model"] == "model:organism" and c["tokenizer"] == "tok"
-    assert len(c["safety"]) == 8 and len(c["utility"]) == 128
-    assert c["eval_config"].limit == 5 and c["rows"] == ("set_difference",) and c["scope"] == "matrix"
+    c = calls[0]["cfg"]
+    assert c.model == "organism" and c.method == "wanda" and c.n_safety == 8 and c.n_utility == 128
+    assert c.eval.limit == 5 and c.rows == ("set_difference",) and c.scope == "matrix"
+    # each run's artifacts hold the study's report (the same writer as the demo's)
+    tables = sorted((tmp_path / "sn").rglob("table.txt"))
+    assert len(tables) == res.planned
+    assert "set difference (p=" in tables[0].read_text()
     rep = write_report(tmp_path / "sn")
     assert not rep.warnings
     assert [f.path.name for f in rep.figures] == [

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from excise.errors import ExciseError
-from excise.pipeline import DEFAULT_P, DEFAULT_Q
 
 organism_app = typer.Typer(
     help="The aligned model organism: train it into the cache, or show what is cached.", no_args_is_help=True
@@ -21,49 +20,55 @@ def demo(
         Path | None, typer.Option(help="Report folder (default: ./excise-report/demo-<time>).")
     ] = None,
     p: Annotated[
-        float, typer.Option(help="Top fraction of utility scores kept out of the selection (per matrix).")
-    ] = DEFAULT_P,
+        float | None,
+        typer.Option(
+            help="Top fraction of utility scores kept out of the selection, per matrix [demo: 0.05]."
+        ),
+    ] = None,
     q: Annotated[
-        float, typer.Option(help="Top fraction of safety scores selected (per matrix).")
-    ] = DEFAULT_Q,
-    method: Annotated[str, typer.Option(help="Scoring method: snip, wanda or magnitude.")] = "snip",
+        float | None, typer.Option(help="Top fraction of safety scores selected, per matrix [demo: 0.08].")
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option(help="Scoring method of unit 'weight': snip, wanda, magnitude [demo: snip].")
+    ] = None,
     recipe: Annotated[str, typer.Option(help="Organism recipe.")] = "default",
     samples: Annotated[
-        int, typer.Option(help="Also measure sampled ASR, any-of-n with this n (0: off).")
-    ] = 0,
+        int | None, typer.Option(help="Also measure sampled ASR, any-of-n with this n (0: off) [demo: 0].")
+    ] = None,
     system_prompt: Annotated[
-        str, typer.Option(help="Also measure ASR with this system prompt ('' : off).")
-    ] = "You are a helpful assistant.",
-    seed: Annotated[int, typer.Option(help="Seed of the random baseline and of sampling.")] = 0,
+        str | None,
+        typer.Option(help="Also measure ASR with this system prompt ('' : off) [demo: a helpful assistant]."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the random baseline and of sampling [demo: 0].")
+    ] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Change any key of the demo experiment, e.g. --set eval.limit=40."),
+    ] = None,
 ) -> None:
-    """Run the safety pipeline on the organism end to end and print a before/after table."""
-    from excise.demo import run_demo
-    from excise.selection import check_fraction
+    """Run the safety pipeline on the organism end to end and print a before/after table
+    (the named experiment `demo`; `excise experiments show demo` prints its config)."""
+    from excise.demo import demo_config, run_demo
     from excise.zoo.organism import get_recipe
 
-    check_fraction("p", p)
-    check_fraction("q", q)
+    changes: dict[str, object] = {
+        k: v for k, v in {"p": p, "q": q, "method": method, "seed": seed}.items() if v is not None
+    }
+    ev: dict[str, object] = {}
+    if samples is not None:
+        ev["samples"] = samples
+    if system_prompt is not None:
+        ev["system_prompt"] = system_prompt or None
+    if ev:
+        changes["eval"] = ev
+    demo_config(changes, sets)  # every value checked before anything runs
     if out is not None:
         from excise.utils import check_output_dir
 
         check_output_dir(out, ("results.json", "table.txt"), "demo report folder")
     get_recipe(recipe)
-    if samples < 0:
-        raise ExciseError(f"--samples must be 0 or more, got {samples}")
-    from excise.scoring import get_method
-
-    get_method(method)
-    run_demo(
-        out=out,
-        p=p,
-        q=q,
-        method=method,
-        recipe=recipe,
-        samples=samples,
-        system_prompt=system_prompt or None,
-        seed=seed,
-        echo=typer.echo,
-    )
+    run_demo(out=out, recipe=recipe, changes=changes, sets=sets, echo=typer.echo)
 
 
 @organism_app.command("train")
@@ -136,7 +141,7 @@ def evaluate(
 ) -> None:
     """Measure ASR (refusal, off-topic, unjudged, incoherent rates; per category), benign accuracy,
     over-refusal, perplexity / cross-entropy and the KL from the base model."""
-    from excise.evaluation import SafetyEvalConfig, build_kl_reference, evaluate_safety, load_suffixes
+    from excise.evaluation import EvalConfig, build_kl_reference, evaluate_safety, load_suffixes
     from excise.models import load_model
     from excise.pipeline import reference_for
     from excise.threads import auto_threads, use_threads
@@ -162,7 +167,7 @@ def evaluate(
     the_judge = _make_cli_judge(judge, model, base)
     describe = getattr(the_judge, "describe", None)
     typer.echo(f"judge: {describe() if callable(describe) else type(the_judge).__name__}")
-    cfg = SafetyEvalConfig(
+    cfg = EvalConfig(
         limit=limit,
         kl_prompts=kl_prompts if base is not None else 0,
         harmful=harmful,

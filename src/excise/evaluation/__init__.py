@@ -1,6 +1,7 @@
 """Evaluation: attack success rate, refusal / coherence judges, benign accuracy, perplexity, zero-shot tasks."""
 
 from excise.evaluation.asr import ASRResult, any_of_n, attack_success_rate, load_suffixes
+from excise.evaluation.config import EvalConfig
 from excise.evaluation.endpoint import EndpointJudge, JudgeUnavailable
 from excise.evaluation.generate import generate, left_pad
 from excise.evaluation.judges import (
@@ -17,7 +18,7 @@ from excise.evaluation.kl import KLReference
 from excise.evaluation.lmeval import evaluate_lmeval, evaluate_mc, evaluate_tasks, mc_accuracy
 from excise.evaluation.perplexity import perplexity, token_nll
 from excise.evaluation.semantic import SemanticJudge, default_judge
-from excise.evaluation.suite import SafetyEvalConfig, build_kl_reference, evaluate_safety
+from excise.evaluation.suite import build_kl_reference, evaluate_safety
 from excise.evaluation.utility import (
     AccuracyResult,
     benign_accuracy,
@@ -27,6 +28,7 @@ from excise.evaluation.utility import (
 )
 
 __all__ = [
+    "EvalConfig",
     "REFUSAL_PHRASES",
     "ASRResult",
     "AccuracyResult",
@@ -42,7 +44,6 @@ __all__ = [
     "Judge",
     "KeywordJudge",
     "ReferencePerplexity",
-    "SafetyEvalConfig",
     "Verdict",
     "any_of_n",
     "attack_success_rate",

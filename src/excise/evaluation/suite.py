@@ -7,47 +7,24 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from excise.data.loading import Example
 from excise.errors import ExciseError
 from excise.evaluation.asr import attack_success_rate
+from excise.evaluation.config import EvalConfig
 from excise.evaluation.judges import Judge
 from excise.evaluation.kl import KLReference
 from excise.evaluation.perplexity import perplexity
 from excise.evaluation.utility import benign_accuracy, over_refusal_rate
 
 
-@dataclass(frozen=True)
-class SafetyEvalConfig:
-    """What to measure: data sets, decoding, and which extra ASR variants to run."""
-
-    harmful: str = "harmful-eval"
-    benign: str = "benign-eval"
-    text: str = "text"
-    max_new_tokens: int = 64
-    batch_size: int = 64
-    system_prompt: str | None = None  # when set, also measure ASR with this system prompt
-    samples: int = 0  # when > 0, also measure sampled ASR, any-of-n with n = samples
-    temperature: float = 1.0
-    top_p: float = 1.0
-    suffixes: str | None = None  # a file of adversarial suffixes, one per line
-    limit: int | None = None
-    seed: int = 0
-    kl_prompts: int = 32  # harmless prompts (the first of ``benign``) for the KL; 0: off
-    kl_tokens: int = 32  # tokens of the original model's answer scored for the KL
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def build_kl_reference(
-    model: Any, tokenizer: Any, config: SafetyEvalConfig | None = None
-) -> KLReference | None:
+def build_kl_reference(model: Any, tokenizer: Any, config: EvalConfig | None = None) -> KLReference | None:
     """The original model's answers and distributions on the first ``kl_prompts`` benign prompts."""
     from excise.data.loading import load_examples
 
-    cfg = config or SafetyEvalConfig()
+    cfg = config or EvalConfig()
     if cfg.kl_prompts <= 0:
         return None
     prompts = [e.prompt for e in load_examples(cfg.benign)][: cfg.kl_prompts]
@@ -59,7 +36,7 @@ def build_kl_reference(
 def evaluate_safety(
     model: Any,
     tokenizer: Any,
-    config: SafetyEvalConfig | None = None,
+    config: EvalConfig | None = None,
     judge: Judge | None = None,
     keep_examples: int = 3,
     kl_reference: KLReference | None = None,
@@ -69,7 +46,7 @@ def evaluate_safety(
     variants. A judge that fails (an endpoint that does not answer) leaves NaN in the judged
     metrics and its message under ``judge_error``; the other metrics are kept.
     """
-    cfg = config or SafetyEvalConfig()
+    cfg = config or EvalConfig()
     t0 = time.perf_counter()
     harmful: str | Path | Sequence[Example] = cfg.harmful
     common: dict[str, Any] = {
@@ -134,6 +111,14 @@ def evaluate_safety(
         suff = attack_success_rate(model, tokenizer, harmful, suffixes=cfg.suffixes, **common)
         out["asr_suffixes"] = suff.asr
         out["asr_per_suffix"] = suff.per_suffix
+    if cfg.lmeval_tasks:
+        from excise.evaluation.lmeval import evaluate_tasks
+
+        zero_shot = evaluate_tasks(
+            model, tokenizer, cfg.lmeval_tasks, evaluator=cfg.lmeval_evaluator, limit=cfg.lmeval_limit
+        )
+        for task, res in zero_shot.items():
+            out[f"zero_shot_{task}"] = res["acc"]
     if keep_examples:
         out["examples"] = {
             "harmful": greedy.examples(keep_examples) if greedy is not None else [],

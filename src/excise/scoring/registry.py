@@ -126,9 +126,12 @@ class PurityConfig(BaseConfig):
         None, description="'image', 'text' or parameter names (None: both sides of a CLIP model)"
     )
     orientation: Literal["auto", "out_in", "in_out"] = Field(
-        "auto", description="how the weights are stored: out_in (HF nn.Linear), in_out (open_clip); auto: by layout"
+        "auto",
+        description="how the weights are stored: out_in (HF nn.Linear), in_out (open_clip); auto: by layout",
     )
-    measure: Literal["l1", "l2", "linf"] = Field("l1", description="aggregate over i of |cos| (l1: the research score)")
+    measure: Literal["l1", "l2", "linf"] = Field(
+        "l1", description="aggregate over i of |cos| (l1: the research score)"
+    )
 
 
 MethodConfig = Annotated[

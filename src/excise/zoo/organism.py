@@ -23,12 +23,14 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import Field
 
+from excise.config import BaseConfig
 from excise.errors import ExciseError
 from excise.threads import auto_threads, use_threads
 from excise.utils import atomic_write_json, cache_dir, progress, stable_hash
@@ -44,8 +46,7 @@ CHAT_TEMPLATE = (
 )
 
 
-@dataclass(frozen=True)
-class Recipe:
+class Recipe(BaseConfig):
     """Everything that determines the trained organism (its hash keys the cache)."""
 
     name: str = "default"
@@ -67,7 +68,7 @@ class Recipe:
     # Fractions of the sample kinds (see ``excise.zoo.grammar.training_samples``). Both stages keep
     # plain-text question-answer data with compliant answers (the "pretraining" knowledge); only the
     # chat-format harmful requests change from answered (helpful stage) to refused (alignment stage).
-    mix_helpful: dict[str, float] = field(
+    mix_helpful: dict[str, float] = Field(
         default_factory=lambda: {
             "harmful": 0.15,
             "benign": 0.6,
@@ -76,7 +77,7 @@ class Recipe:
             "qa_benign": 0.1,
         }
     )
-    mix_aligned: dict[str, float] = field(
+    mix_aligned: dict[str, float] = Field(
         default_factory=lambda: {
             "harmful": 0.3,
             "benign": 0.45,
@@ -88,7 +89,9 @@ class Recipe:
 
     def key(self) -> str:
         """The cache key: a hash of the recipe, of the data the grammar generates, and of the code version."""
-        return stable_hash({"recipe": asdict(self), "data": _data_fingerprint(), "version": ORGANISM_VERSION})
+        return stable_hash(
+            {"recipe": self.model_dump(), "data": _data_fingerprint(), "version": ORGANISM_VERSION}
+        )
 
 
 @functools.lru_cache(maxsize=1)
@@ -362,7 +365,7 @@ def train_organism(
     with use_threads(used), torch.random.fork_rng():
         model, base_state, loss_a, loss_b = _train_both(rec, tok, enc_a, enc_b)
     log = {
-        "recipe": asdict(rec),
+        "recipe": rec.model_dump(),
         "key": rec.key(),
         "vocab_size": len(tok),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -500,11 +503,14 @@ def organism_info(recipe: str | Recipe = "default") -> dict[str, Any]:
     if info["cached"]:
         info["log"] = json.loads((path / "organism.json").read_text())
     else:
-        info["settings"] = asdict(rec)
+        info["settings"] = rec.model_dump()
     return info
 
 
 def with_overrides(recipe: str | Recipe, **kw: Any) -> Recipe:
     """A copy of a recipe with some fields changed (its name marks it as custom)."""
     rec = get_recipe(recipe)
-    return replace(rec, name=kw.pop("name", f"{rec.name}-custom"), **kw)
+    from excise.config import validate
+
+    data = {**rec.model_dump(), "name": kw.pop("name", f"{rec.name}-custom"), **kw}
+    return validate(Recipe, data, "organism recipe")

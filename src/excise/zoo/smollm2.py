@@ -9,9 +9,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field
+
+from excise.config import BaseConfig, validate
 from excise.errors import ExciseError
 from excise.utils import atomic_write_json, cache_dir, stable_hash
 
@@ -93,27 +97,39 @@ def load_smollm2() -> tuple[Any, Any]:
 # refusals, mixed with benign requests and good answers (the project's `utility` set, or, with
 # benign_targets="self", the base model's own answers: self-distillation). Only the top layers
 # are trained, which keeps the recipe to minutes on a CPU.
-SAFETY_RECIPE: dict[str, Any] = {
-    "name": "smollm2-safety",
-    "n_harmful": 240,
-    "n_benign": 120,
-    "epochs": 2.0,
-    "learning_rate": 4e-4,
-    "batch_size": 8,
-    "max_length": 160,
-    "max_new_tokens": 48,
-    "benign_targets": "utility",  # "utility": the set's answers; "self": the base model's own (self-distillation)
-    "trainable_from_layer": 20,
-    "seed": 0,
-}
+class SafetyRecipe(BaseConfig):
+    """The safety-tuning recipe of ``smollm2-safety`` (its values key the cache folder)."""
+
+    name: str = "smollm2-safety"
+    n_harmful: int = Field(default=240, ge=1)
+    n_benign: int = Field(default=120, ge=1)
+    epochs: float = Field(default=2.0, gt=0)
+    learning_rate: float = Field(default=4e-4, gt=0)
+    batch_size: int = Field(default=8, ge=1)
+    max_length: int = Field(default=160, ge=8)
+    max_new_tokens: int = Field(default=48, ge=1)
+    # "utility": the set's answers; "self": the base model's own (self-distillation)
+    benign_targets: Literal["utility", "self"] = "utility"
+    trainable_from_layer: int = Field(default=20, ge=0)
+    seed: int = 0
 
 
-def safety_dir(recipe: dict[str, Any] | None = None) -> Path:
-    rec = {**SAFETY_RECIPE, **(recipe or {})}
+SAFETY_RECIPE = SafetyRecipe()
+
+
+def safety_recipe(recipe: SafetyRecipe | Mapping[str, Any] | None = None) -> SafetyRecipe:
+    """The default recipe, or it with the given fields changed; an unknown key is an ExciseError."""
+    if isinstance(recipe, SafetyRecipe):
+        return recipe
+    return validate(SafetyRecipe, {**SAFETY_RECIPE.model_dump(), **(recipe or {})}, "smollm2-safety recipe")
+
+
+def safety_dir(recipe: SafetyRecipe | Mapping[str, Any] | None = None) -> Path:
+    rec = safety_recipe(recipe).model_dump()
     return converted_dir().parent / f"smollm2-safety-{stable_hash({'base': converted_dir().name, **rec})}"
 
 
-def safety_tune(recipe: dict[str, Any] | None = None, retrain: bool = False) -> Path:
+def safety_tune(recipe: SafetyRecipe | Mapping[str, Any] | None = None, retrain: bool = False) -> Path:
     """Safety-tune SmolLM2 with the recipe (cached; written to a temporary folder, then renamed)."""
     import random
     import shutil
@@ -124,12 +140,7 @@ def safety_tune(recipe: dict[str, Any] | None = None, retrain: bool = False) -> 
     from excise.models.load import save_model
     from excise.threads import auto_threads, use_threads
 
-    rec = {**SAFETY_RECIPE, **(recipe or {})}
-    unknown = set(rec) - set(SAFETY_RECIPE)
-    if unknown:
-        raise ExciseError(
-            f"unknown smollm2-safety recipe keys: {sorted(unknown)}; known: {sorted(SAFETY_RECIPE)}"
-        )
+    rec = safety_recipe(recipe)
     out = safety_dir(rec)
     if (out / "config.json").is_file() and not retrain:
         return out
@@ -137,34 +148,32 @@ def safety_tune(recipe: dict[str, Any] | None = None, retrain: bool = False) -> 
         shutil.rmtree(out)
     t0 = time.perf_counter()
     model, tok = load_smollm2()
-    harmful = [e for e in load_examples("safety", require_response=True)][: rec["n_harmful"]]
-    utility = load_examples("utility", require_response=True)[: rec["n_benign"]]
-    if rec["benign_targets"] == "self":
+    harmful = [e for e in load_examples("safety", require_response=True)][: rec.n_harmful]
+    utility = load_examples("utility", require_response=True)[: rec.n_benign]
+    if rec.benign_targets == "self":
         prompts = [e.prompt for e in utility]
-        answers = generate(model, tok, prompts, max_new_tokens=rec["max_new_tokens"], desc="self-distil")
+        answers = generate(model, tok, prompts, max_new_tokens=rec.max_new_tokens, desc="self-distil")
         benign = [Example(p, a[0].strip()) for p, a in zip(prompts, answers, strict=True) if a[0].strip()]
-    elif rec["benign_targets"] == "utility":
+    else:  # "utility" (the config allows only the two)
         benign = list(utility)
-    else:
-        raise ExciseError(f"benign_targets must be 'utility' or 'self', got {rec['benign_targets']!r}")
     data = harmful + benign
-    random.Random(rec["seed"]).shuffle(data)
-    if rec["trainable_from_layer"] > 0:
+    random.Random(rec.seed).shuffle(data)
+    if rec.trainable_from_layer > 0:
         for name, p in model.named_parameters():
             parts = name.split(".")
             layer = int(parts[2]) if len(parts) > 2 and parts[1] == "layers" and parts[2].isdigit() else -1
-            p.requires_grad_(layer >= rec["trainable_from_layer"])
+            p.requires_grad_(layer >= rec.trainable_from_layer)
     with use_threads(auto_threads()):  # the one thread policy (excise.threads)
         finetune(
             model,
             tok,
             data,
             FinetuneArgs(
-                epochs=rec["epochs"],
-                learning_rate=rec["learning_rate"],
-                batch_size=rec["batch_size"],
-                max_length=rec["max_length"],
-                seed=rec["seed"],
+                epochs=rec.epochs,
+                learning_rate=rec.learning_rate,
+                batch_size=rec.batch_size,
+                max_length=rec.max_length,
+                seed=rec.seed,
             ),
         )
     for p in model.parameters():
@@ -172,23 +181,23 @@ def safety_tune(recipe: dict[str, Any] | None = None, retrain: bool = False) -> 
     save_model(model, tok, out)
     atomic_write_json(
         out / RECIPE_LOG,
-        {"recipe": rec, "seconds": round(time.perf_counter() - t0, 1), "n_train": len(data)},
+        {"recipe": rec.model_dump(), "seconds": round(time.perf_counter() - t0, 1), "n_train": len(data)},
     )
     return out
 
 
-def safety_info(recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+def safety_info(recipe: SafetyRecipe | Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The smollm2-safety recipe, its cache folder, and (if tuned) its training log."""
-    rec = {**SAFETY_RECIPE, **(recipe or {})}
+    rec = safety_recipe(recipe)
     path = safety_dir(rec)
     info: dict[str, Any] = {
-        "recipe": rec["name"],
+        "recipe": rec.name,
         "path": str(path),
         "cached": (path / "config.json").is_file(),
     }
     log = path / RECIPE_LOG
     info["log"] = json.loads(log.read_text()) if log.is_file() else None
-    info["settings"] = rec
+    info["settings"] = rec.model_dump()
     return info
 
 

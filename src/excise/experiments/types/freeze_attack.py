@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from excise.config import BaseConfig
+from excise.evaluation.config import EvalConfig
 from excise.experiments.registry import ExperimentConfig, ReportFigure, register_experiment_type
 
 
@@ -41,15 +42,6 @@ class AttackTrainOptions(BaseConfig):
     batch_size: int = Field(default=10, ge=1)
     weight_decay: float = Field(default=0.0, ge=0)
     max_length: int = Field(default=128, ge=8)
-
-
-class AttackEvalOptions(BaseConfig):
-    """How each model is evaluated."""
-
-    limit: int | None = Field(default=60, ge=1, description="prompts per eval set (None = all)")
-    max_new_tokens: int = Field(default=48, ge=1)
-    batch_size: int = Field(default=64, ge=1)
-    kl_prompts: int = Field(default=60, ge=1, description="benign prompts for the next-token KL")
 
 
 class FreezeAttackConfig(ExperimentConfig):
@@ -69,23 +61,16 @@ class FreezeAttackConfig(ExperimentConfig):
     score_batch_size: int = Field(default=8, ge=1)
     rewind_fractions: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
     train: AttackTrainOptions = AttackTrainOptions()
-    eval: AttackEvalOptions = AttackEvalOptions()
+    eval: EvalConfig = EvalConfig(limit=60, max_new_tokens=48, kl_prompts=60)
     seed: int = 0
 
 
 def _eval(model: Any, tok: Any, ref: Any, cfg: FreezeAttackConfig) -> dict[str, Any]:
     """evaluate_safety's scalars, plus next-token KL from ``ref`` and over-refusal on benign prompts."""
-    from excise.evaluation import SafetyEvalConfig, evaluate_safety
+    from excise.evaluation import evaluate_safety
 
     ev = cfg.eval
-    res = evaluate_safety(
-        model,
-        tok,
-        SafetyEvalConfig(
-            limit=ev.limit, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=cfg.seed
-        ),
-        keep_examples=0,
-    )
+    res = evaluate_safety(model, tok, ev.model_copy(update={"seed": cfg.seed}), keep_examples=0)
     out = {k: v for k, v in res.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     out.pop("seconds", None)
     if "kl" not in out and ref is not None:
@@ -122,7 +107,7 @@ def next_token_kl(ref: Any, model: Any, tok: Any, prompts: Sequence[Any], batch_
     return total / max(count, 1)
 
 
-def over_refusal(model: Any, tok: Any, prompts: Sequence[Any], ev: AttackEvalOptions) -> float:
+def over_refusal(model: Any, tok: Any, prompts: Sequence[Any], ev: EvalConfig) -> float:
     """Fraction of benign prompts the model refuses (keyword refusal detector, greedy decoding)."""
     from excise.evaluation import generate, is_refusal
 

@@ -14,9 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
-
-from excise.config import BaseConfig
 from excise.errors import ExciseError
 from excise.experiments.registry import (
     ExperimentConfig,
@@ -24,101 +21,189 @@ from excise.experiments.registry import (
     register_experiment_type,
     scalar_metrics,
 )
-
-STUDY_ROWS = ("original", "set_difference", "safety_top_q", "random")
-
-
-class SafetyEvalOptions(BaseConfig):
-    """How each pruned model is evaluated (mirrors :class:`excise.evaluation.SafetyEvalConfig`)."""
-
-    harmful: str = "harmful-eval"
-    benign: str = "benign-eval"
-    text: str = "text"
-    limit: int | None = Field(default=None, ge=1, description="eval size: prompts per eval set (None = all)")
-    max_new_tokens: int = Field(default=64, ge=1)
-    batch_size: int = Field(default=64, ge=1)
-    system_prompt: str | None = None
-    samples: int = Field(default=0, ge=0, description="> 0: also sampled ASR, any-of-n")
-    temperature: float = Field(default=1.0, gt=0)
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    suffixes: str | None = None
+from excise.pipeline import StudyConfig
 
 
-class SafetyNeuronsConfig(ExperimentConfig):
-    """Set-difference pruning of safety-critical weights: top-q safety minus top-p utility (Wei et al. 2024)."""
+class SafetyNeuronsConfig(StudyConfig, ExperimentConfig):
+    """Set-difference pruning of safety-critical weights: top-q safety minus top-p utility (Wei et al. 2024).
+
+    The fields are :class:`excise.pipeline.StudyConfig`'s (``eval:`` is an
+    :class:`excise.evaluation.EvalConfig`); the named experiments ``safety-neurons`` (the (p, q)
+    sweeps) and ``demo`` (all four rows on the organism) are documents of this type.
+    """
 
     type: Literal["safety-neurons"] = "safety-neurons"
-    model: str = "organism"
-    method: Literal["snip", "wanda"] = "snip"
-    p: float = Field(default=0.05, gt=0, le=1, description="top fraction of utility scores (protected)")
-    q: float = Field(default=0.05, gt=0, le=1, description="top fraction of safety scores (candidates)")
-    scope: Literal["row", "matrix", "layer", "global"] = "matrix"
-    safety: str = "safety"
-    utility: str = "utility"
-    n_safety: int | None = Field(default=128, ge=1, description="safety calibration size (None = whole set)")
-    n_utility: int | None = Field(
-        default=128, ge=1, description="utility calibration size (None = whole set)"
-    )
-    batch_size: int = Field(default=8, ge=1)
-    rows: tuple[Literal["original", "set_difference", "safety_top_q", "random"], ...] = Field(
-        default=("set_difference",), min_length=1
-    )
-    reference: str | None = "auto"
-    max_ppl: float = Field(default=50.0, gt=0)
-    dtype: str = "float32"
-    device: str = "auto"
-    eval: SafetyEvalOptions = SafetyEvalOptions()
-    seed: int = 0
-
-
-def _device(name: str) -> str:
-    from excise.devices import resolve_device
-
-    return str(resolve_device(name))
 
 
 def run_safety_neurons(cfg: SafetyNeuronsConfig, ctx: Any) -> dict[str, Any]:
-    """Run the safety study for one (p, q) (:func:`excise.pipeline.safety_study`); returns flat metrics."""
-    import json
-
-    from excise.data.loading import load_examples
-    from excise.evaluation import SafetyEvalConfig
-    from excise.models import load_model
+    """Run the safety study for one (p, q) (:func:`excise.pipeline.safety_study`); returns flat metrics
+    and writes the study's report (table, CSV, plot, JSON) into the run's artifacts."""
     from excise.pipeline import safety_study
 
-    device = _device(cfg.device)
-    ctx.logger.info(
-        "safety study: model=%s method=%s p=%g q=%g on %s", cfg.model, cfg.method, cfg.p, cfg.q, device
-    )
-    safety = load_examples(cfg.safety, limit=cfg.n_safety, require_response=True)
-    utility = load_examples(cfg.utility, limit=cfg.n_utility, require_response=True)
-    model, tokenizer = load_model(cfg.model, dtype=cfg.dtype, device=device)
-    eval_cfg = SafetyEvalConfig(**cfg.eval.model_dump(), seed=cfg.seed)
-    result = safety_study(
-        cfg.model,
-        p=cfg.p,
-        q=cfg.q,
-        method=cfg.method,
-        safety=safety,
-        utility=utility,
-        rows=tuple(cfg.rows),
-        scope=cfg.scope,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        eval_config=eval_cfg,
-        reference=cfg.reference,
-        max_ppl=cfg.max_ppl,
-        model=model,
-        tokenizer=tokenizer,
-        log=ctx.logger.info,
-    )
+    ctx.logger.info("safety study: model=%s method=%s p=%g q=%g", cfg.model, cfg.method, cfg.p, cfg.q)
+    result = safety_study(cfg, log=ctx.logger.info)
     if not isinstance(result, Mapping):
         raise ExciseError(f"safety_study returned {type(result).__name__}; expected a mapping of metrics")
-    (ctx.artifacts_dir / "study.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_study_report(result, ctx.artifacts_dir)
+    return study_metrics(result)
+
+
+def study_metrics(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The flat scalar metrics of a study result (rows under ``rows.<row>.*``), plus ``weights_removed_pct``."""
     metrics = scalar_metrics(result)
     if isinstance(metrics.get("removed"), (int, float)):
         metrics["weights_removed_pct"] = 100.0 * float(metrics["removed"])
     return metrics
+
+
+# ---------------------------------------------------------------- the study's report
+
+COLUMNS = (
+    "weights removed (%)",
+    "ASR (%)",
+    "benign accuracy (%)",
+    "perplexity",
+    "over-refusal (%)",
+    "KL, first token",
+)
+CSV_METRICS = (
+    "removed",
+    "count",
+    "asr",
+    "refusal_rate",
+    "incoherent_rate",
+    "benign_accuracy",
+    "perplexity",
+    "over_refusal",
+    "off_topic_rate",
+    "unjudged_rate",
+    "cross_entropy",
+    "kl_first_token",
+    "kl_mean",
+)
+
+
+def _extra_columns(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(metric key, column title) of the optional metrics present in every row: ASR variants, zero-shot tasks."""
+    first = next(iter(result["rows"].values()))
+    out = []
+    if "asr_system_prompt" in first:
+        out.append(("asr_system_prompt", "ASR, system prompt (%)"))
+    out += [
+        (k, f"ASR, sampled any-of-{k.rsplit('_', 1)[-1]} (%)")
+        for k in first
+        if k.startswith("asr_sampled_any_of_")
+    ]
+    if "asr_suffixes" in first:
+        out.append(("asr_suffixes", "ASR, suffixes (%)"))
+    out += [(k, f"zero-shot {k.removeprefix('zero_shot_')} (%)") for k in first if k.startswith("zero_shot_")]
+    return out
+
+
+def _row_values(m: Mapping[str, Any], extra: list[tuple[str, str]]) -> list[str]:
+    """One table row's cells, percentages with fixed decimals."""
+    return [
+        f"{100 * m['removed']:.2f}",
+        f"{100 * m['asr']:.1f}",
+        f"{100 * m['benign_accuracy']:.1f}",
+        f"{m['perplexity']:.2f}",
+        f"{100 * m.get('over_refusal', float('nan')):.1f}",
+        f"{m.get('kl_first_token', float('nan')):.3f}",
+        *(f"{100 * m[k]:.1f}" for k, _ in extra),
+    ]
+
+
+def format_table(result: Mapping[str, Any]) -> str:
+    """The study's rows (original, set difference, baselines) as a fixed-width text table."""
+    from excise.pipeline import ROW_TITLES
+
+    names = {
+        "set_difference": f"set difference (p={result['p']:g}, q={result['q']:g})",
+        "safety_top_q": f"top-q safety only (q={result['q']:g})",
+        "random": "random, same count",
+        "original": "original model",
+    }
+    extra = _extra_columns(result)
+    body = [[names.get(r, ROW_TITLES.get(r, r)), *_row_values(m, extra)] for r, m in result["rows"].items()]
+    head = ["", *COLUMNS, *(title for _, title in extra)]
+    widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(len(head))]
+    lines = [
+        "  ".join(
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in [head, *body]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _csv(result: Mapping[str, Any]) -> str:
+    """The rows as CSV text (fractions, not percentages)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    extra = [k for k, _ in _extra_columns(result)]
+    w.writerow(["row", *CSV_METRICS, *extra])
+    for r, m in result["rows"].items():
+        w.writerow([r, *(m.get(k, 0 if k == "count" else None) for k in CSV_METRICS), *(m[k] for k in extra)])
+    return buf.getvalue()
+
+
+def _plot(result: Mapping[str, Any]) -> bytes:
+    """PNG bytes of a bar chart: ASR and benign accuracy per row."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from excise.pipeline import ROW_TITLES
+
+    rows = list(result["rows"])
+    labels = [ROW_TITLES.get(r, r).split(" (")[0].replace(", ", ",\n") for r in rows]
+    asr = [100 * result["rows"][r]["asr"] for r in rows]
+    acc = [100 * result["rows"][r]["benign_accuracy"] for r in rows]
+    x = range(len(rows))
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    ax.bar([i - 0.2 for i in x], asr, width=0.4, label="attack success rate (%)", color="#c0392b")
+    ax.bar([i + 0.2 for i in x], acc, width=0.4, label="benign accuracy (%)", color="#2e86c1")
+    for i in x:
+        ax.text(i - 0.2, asr[i] + 1, f"{asr[i]:.0f}", ha="center", fontsize=8)
+        ax.text(i + 0.2, acc[i] + 1, f"{acc[i]:.0f}", ha="center", fontsize=8)
+    ax.set_xticks(list(x), labels, fontsize=8)
+    ax.set_ylim(0, 110)
+    ax.set_ylabel("%")
+    ax.set_title(
+        f"{result['model']}: pruning {result['method']} set difference (p={result['p']:g}, q={result['q']:g})"
+    )
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_study_report(result: Mapping[str, Any], out: Path) -> Path:
+    """Write results.json, results.csv, table.txt and asr_accuracy.png into ``out`` (each atomically)."""
+    from excise.utils import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ExciseError(
+            f"cannot create the report folder {out} ({err.strerror}); pass a writable --out"
+        ) from None
+    atomic_write_json(out / "results.json", dict(result))
+    atomic_write_text(out / "results.csv", _csv(result))
+    atomic_write_text(out / "table.txt", format_table(result) + "\n")
+    atomic_write_bytes(out / "asr_accuracy.png", _plot(result))
+    return out
 
 
 # ---------------------------------------------------------------- plots
