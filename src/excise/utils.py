@@ -174,3 +174,30 @@ def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, **
     if disable is None:
         disable = not sys.stderr.isatty() or os.environ.get("EXCISE_NO_PROGRESS") == "1"
     yield from tqdm(iterable, desc=desc, total=total, disable=disable, leave=False, **kw)
+
+
+def lazy_exports(
+    package: str, exports: dict[str, str], aliases: dict[str, str] | None = None
+) -> tuple[Any, Any]:
+    """``(__getattr__, __dir__)`` for a package whose public names load on first use (PEP 562).
+
+    ``exports`` maps a public name to the module that defines it (absolute, or relative to
+    ``package`` when it starts with '.'); ``aliases`` renames (public name -> name in that module).
+    Importing a light submodule then never pays for the heavy ones (torch, transformers).
+    """
+    import importlib
+
+    names = aliases or {}
+
+    def __getattr__(name: str) -> Any:
+        mod = exports.get(name)
+        if mod is None:
+            raise AttributeError(f"module '{package}' has no attribute '{name}'")
+        value = getattr(importlib.import_module(mod, package), names.get(name, name))
+        setattr(sys.modules[package], name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*vars(sys.modules[package]), *exports})
+
+    return __getattr__, __dir__

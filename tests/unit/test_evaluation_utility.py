@@ -19,7 +19,7 @@ from excise.errors import ExciseError
 from excise.evaluation import EvalConfig, KeywordJudge, Verdict, evaluate_safety
 from excise.evaluation import utility as utility_mod
 from excise.evaluation.endpoint import EndpointJudge, JudgeUnavailable
-from excise.evaluation.generate import encode_prompts
+from excise.evaluation.generation import encode_prompts
 from excise.evaluation.kl import KLReference, kl_rows, response_logprobs
 from excise.evaluation.utility import over_refusal, over_refusal_rate
 from excise.models.tiny import tiny_model

@@ -141,12 +141,6 @@ def evaluate(
 ) -> None:
     """Measure ASR (refusal, off-topic, unjudged, incoherent rates; per category), benign accuracy,
     over-refusal, perplexity / cross-entropy and the KL from the base model."""
-    from excise.evaluation import EvalConfig, build_kl_reference, evaluate_safety, load_suffixes
-    from excise.models import load_model
-    from excise.pipeline import reference_for
-    from excise.threads import auto_threads, use_threads
-    from excise.utils import atomic_write_json
-
     if out is not None:
         from excise.utils import check_writable_location
 
@@ -157,6 +151,12 @@ def evaluate(
                 f"--out {out} already exists; pass --overwrite to replace it, or choose another --out"
             )
         check_writable_location(out)
+    from excise.evaluation import EvalConfig, build_kl_reference, evaluate_safety, load_suffixes
+    from excise.models import load_model
+    from excise.pipeline import reference_for
+    from excise.threads import auto_threads, use_threads
+    from excise.utils import atomic_write_json
+
     if suffixes is not None:
         load_suffixes(suffixes)
     if samples < 0:

@@ -153,6 +153,12 @@ def score(
 
     Example: excise score tiny-llama --data safety --method snip --out scores/safety
     """
+    # checks that need no torch come first: a wrong --out fails in a fraction of a second
+    if batch_size < 1:
+        raise ExciseError(f"--batch-size must be at least 1, got {batch_size}")
+    if max_length is not None and max_length < 2:
+        raise ExciseError(f"--max-length must be at least 2, got {max_length}")
+    _output_pair(out, overwrite, "score")
     from excise.data import load_examples
     from excise.models import load_model
     from excise.models.load import resolve_device, resolve_dtype
@@ -160,11 +166,6 @@ def score(
     from excise.scoring import score as score_fn
 
     m = get_method(method)
-    if batch_size < 1:
-        raise ExciseError(f"--batch-size must be at least 1, got {batch_size}")
-    if max_length is not None and max_length < 2:
-        raise ExciseError(f"--max-length must be at least 2, got {max_length}")
-    _output_pair(out, overwrite, "score")
     resolve_dtype(dtype)
     resolve_device(device)
     if m.needs_data and data is None:
@@ -229,12 +230,12 @@ def select(
     Examples: excise select scores/safety --top 0.01 --scope row --out masks/top1;
     excise select --set-difference --safety scores/safety --utility scores/utility --p 0.05 --q 0.05 --out masks/sd
     """
-    from excise import selection as S
-    from excise.core import Scores
-
     if out is None:
         raise ExciseError("--out is required (the path of the mask to write)")
     _output_pair(out, overwrite, "select")
+    from excise import selection as S
+    from excise.core import Scores
+
     if set_difference:
         if scores is not None or top_fraction is not None or count is not None:
             raise ExciseError(

@@ -14,7 +14,7 @@ from typing import Any
 
 from excise.data.loading import Example, load_examples
 from excise.errors import ExciseError
-from excise.evaluation.generate import generate
+from excise.evaluation.generation import generate
 from excise.evaluation.judges import Judge, KeywordJudge, Verdict, judge_all
 
 

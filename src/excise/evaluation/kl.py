@@ -17,7 +17,7 @@ import torch
 
 from excise.data.batching import pad_id
 from excise.errors import ExciseError
-from excise.evaluation.generate import encode_prompts, generate
+from excise.evaluation.generation import encode_prompts, generate
 
 
 @torch.no_grad()

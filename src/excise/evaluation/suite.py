@@ -16,7 +16,7 @@ from excise.evaluation.asr import attack_success_rate
 from excise.evaluation.config import EvalConfig
 from excise.evaluation.judges import Judge
 from excise.evaluation.kl import KLReference
-from excise.evaluation.perplexity import perplexity
+from excise.evaluation.likelihood import perplexity
 from excise.evaluation.utility import benign_accuracy, over_refusal_rate
 
 

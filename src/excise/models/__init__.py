@@ -1,21 +1,27 @@
 """Models: loading (HF folders, hub cache, GGUF, built-in names), architecture adapters, tiny random models.
 
 Loading only: nothing here imports the pipeline. Built-in trained models live in ``excise.zoo``
-and are named in ``BUILTIN_MODELS`` (resolved when loaded)."""
+and are named in ``BUILTIN_MODELS`` (resolved when loaded).
 
-from excise.models.adapters import LAYOUTS, describe, get_layout, linear_layers
-from excise.models.load import BUILTIN_MODELS, load_model, save_model
-from excise.models.tiny import FAMILIES, byte_tokenizer, tiny_model
+Names load on first use (``excise.utils.lazy_exports``).
+"""
 
-__all__ = [
-    "BUILTIN_MODELS",
-    "FAMILIES",
-    "LAYOUTS",
-    "byte_tokenizer",
-    "describe",
-    "get_layout",
-    "linear_layers",
-    "load_model",
-    "save_model",
-    "tiny_model",
-]
+from __future__ import annotations
+
+from excise.utils import lazy_exports
+
+_EXPORTS = {
+    "LAYOUTS": ".adapters",
+    "describe": ".adapters",
+    "get_layout": ".adapters",
+    "linear_layers": ".adapters",
+    "BUILTIN_MODELS": ".load",
+    "load_model": ".load",
+    "save_model": ".load",
+    "FAMILIES": ".tiny",
+    "byte_tokenizer": ".tiny",
+    "tiny_model": ".tiny",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from excise.config import BaseConfig
-from excise.models.toys import ResidMLPRecipe, TMSRecipe
+from excise.models.toy_recipes import ResidMLPRecipe, TMSRecipe
 
 
 class LMTarget(BaseConfig):

@@ -135,7 +135,7 @@ def safety_tune(recipe: SafetyRecipe | Mapping[str, Any] | None = None, retrain:
     import shutil
 
     from excise.data import Example, load_examples
-    from excise.evaluation.generate import generate
+    from excise.evaluation.generation import generate
     from excise.finetune import FinetuneArgs, finetune
     from excise.models.load import save_model
     from excise.threads import auto_threads, use_threads

@@ -91,7 +91,7 @@ def next_token_kl(ref: Any, model: Any, tok: Any, prompts: Sequence[Any], batch_
     import torch
 
     from excise.data import pad_id
-    from excise.evaluation.generate import encode_prompts, left_pad
+    from excise.evaluation.generation import encode_prompts, left_pad
 
     enc = encode_prompts(tok, [p.prompt for p in prompts])
     total, count = 0.0, 0
