@@ -9,7 +9,9 @@ is transposed), with U the ActSVD basis of ``actsvd`` scores and R = min(d_out, 
 - ``orthogonal`` (r_u, r_s): Pi_u projects on the top R - r_u utility directions, Pi_s on the top
   R - r_s safety directions, dW = (I - Pi_u) Pi_s W, so rank(dW) <= min(r_u, R - r_s) (d_out = R);
 
-and W <- W - dW. Counts are ints (directions) or floats in [0, 1] (fractions of each matrix's R).
+and W <- W - dW. The random baseline (``ablate_random_ranks``): dW = Q Q^T W with a seeded random
+orthonormal Q of a given number of columns per matrix (e.g. the rank(dW) of a matched edit).
+Counts are ints (directions) or floats in [0, 1] (fractions of each matrix's R).
 Computed in float32 whatever the model's dtype; every call reports rank(dW) per matrix and in total.
 ``ablate_ranks`` is the reversible form (a context manager; weights bit-identical afterwards),
 ``remove_ranks`` the permanent one (``save_pretrained`` writes it).
@@ -241,6 +243,48 @@ def ablate_ranks(
     saved = {pl.key: weight_of(pl.module).detach().to("cpu", copy=True) for pl in plans}
     try:
         yield _apply(plans, mode)
+    finally:
+        with torch.no_grad():
+            for pl in plans:
+                weight_of(pl.module).copy_(saved[pl.key])
+
+
+def plan_random_ranks(model: nn.Module, ranks: Mapping[str, int], *, seed: int = 0) -> list[_Plan]:
+    """The random baseline of a rank edit: for each matrix ``key`` (a weight name), a random orthonormal
+    Q (d_out x ranks[key], Gaussian then QR, seeded by ``seed`` and the key) and dW = Q Q^T W, whose rank is
+    ranks[key] for a matrix of full rank. Checked for every matrix before any weight changes."""
+    import hashlib
+
+    plans = []
+    for key, mod in _modules_by_key(model, list(ranks)).items():
+        w = weight_of(mod)
+        d_out, d_in = (w.shape[1], w.shape[0]) if weight_in_axis(mod) == 0 else (w.shape[0], w.shape[1])
+        R = min(d_out, d_in)
+        n = ranks[key]
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise ExciseError(f"the random rank of '{key}' must be an int count, got {n!r}")
+        n = rank_count(n, R, "the random rank", key)
+        g = torch.Generator().manual_seed(int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:15], 16))
+        q = torch.zeros(d_out, 0, dtype=torch.float64)
+        if n:
+            q = torch.linalg.qr(torch.randn(d_out, n, generator=g, dtype=torch.float64))[0]
+        q = q.to(w.device, torch.float32)
+        plans.append(_Plan(key, mod, R, {"k": n}, q, q.T, n))
+    return plans
+
+
+def remove_random_ranks(model: nn.Module, ranks: Mapping[str, int], *, seed: int = 0) -> RankReport:
+    """W <- W - Q Q^T W in place with random Q of ``ranks[key]`` columns per matrix (mode ``random``)."""
+    return _apply(plan_random_ranks(model, ranks, seed=seed), "random")
+
+
+@contextmanager
+def ablate_random_ranks(model: nn.Module, ranks: Mapping[str, int], *, seed: int = 0) -> Iterator[RankReport]:
+    """``remove_random_ranks`` inside the block; afterwards (also on error) every weight is bit-identical."""
+    plans = plan_random_ranks(model, ranks, seed=seed)
+    saved = {pl.key: weight_of(pl.module).detach().to("cpu", copy=True) for pl in plans}
+    try:
+        yield _apply(plans, "random")
     finally:
         with torch.no_grad():
             for pl in plans:

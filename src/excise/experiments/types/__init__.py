@@ -5,8 +5,19 @@ from excise.experiments.types import (
     freeze_attack,
     head_pruning,
     quadratic,
+    refusal_direction,
     safety_neurons,
+    safety_ranks,
     spd,
 )
 
-__all__ = ["feature_purity", "freeze_attack", "head_pruning", "quadratic", "safety_neurons", "spd"]
+__all__ = [
+    "feature_purity",
+    "freeze_attack",
+    "head_pruning",
+    "quadratic",
+    "refusal_direction",
+    "safety_neurons",
+    "safety_ranks",
+    "spd",
+]
