@@ -14,10 +14,11 @@ demo: setup
 	$(VENV)/bin/excise demo
 
 # Where Chromium is present (test-deps.sh installs it when it can), the HTML report test must run.
+# One pytest-xdist worker per core, a whole test file per worker (its module fixtures load once).
 test: setup
 	@bash scripts/test-deps.sh
 	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
-	  export EXCISE_REQUIRE_CHROMIUM=1; fi; $(PY) -m pytest -q tests
+	  export EXCISE_REQUIRE_CHROMIUM=1; fi; $(PY) -m pytest -q -n auto --dist loadfile tests
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests

@@ -32,12 +32,13 @@ def session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session", autouse=True)
 def _torch_threads() -> None:
-    """The session runs at excise's one thread policy (``excise.threads``; ``EXCISE_THREADS`` overrides it)."""
+    """The session runs at excise's one thread policy (``excise.threads``; ``EXCISE_THREADS`` overrides it),
+    the cores shared among pytest-xdist's workers when ``make test`` runs several."""
     import torch
 
     from excise.threads import auto_threads
 
-    torch.set_num_threads(auto_threads())
+    torch.set_num_threads(auto_threads(workers=int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
 @pytest.fixture

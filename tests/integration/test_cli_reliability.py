@@ -32,6 +32,12 @@ def _env(**extra: str) -> dict[str, str]:
     return dict(os.environ, EXCISE_NO_PROGRESS="1", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **extra)
 
 
+def _default_sigint() -> None:
+    """Give the child the default SIGINT a user's shell gives: a pytest-xdist worker ignores SIGINT,
+    its children inherit that, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def excise(
     *args: Any, cwd: Path | None = None, timeout: float = 900, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -116,7 +122,9 @@ def test_an_interrupted_sweep_exits_130_and_says_so(tmp_path: Path, sig: signal.
         *CLI, "sweep", "quadratic", "--mode", "points", "--set", "sleep_s=30",
         "--executor", "inprocess", "--out", str(out), "--no-report",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint
+    )
     _wait_for(lambda: _running(out), proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=600)
@@ -132,7 +140,9 @@ def test_ctrl_c_during_score_exits_130_and_writes_nothing(tmp_path: Path) -> Non
     before = snapshot(tmp_path)
     cmd = [*CLI, "score", "tiny-llama", "--method", "snip", "--data", str(data), "--batch-size", "1",
            "--no-cache", "--out", str(tmp_path / "s")]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint
+    )
     time.sleep(6)
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)
@@ -432,7 +442,9 @@ def test_a_disk_that_fills_during_a_sweep_stops_it_and_resume_works(small_disk: 
     out = small_disk / "sw"
     cmd = [*CLI, "sweep", "quadratic", "--mode", "points", "--set", "sleep_s=3", "--set", "sleep_attempts=1",
            "--executor", executor, "--workers", "1", "--out", str(out), "--no-report"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint
+    )
     _wait_for(lambda: _running(out), proc)
     filler = _fill(small_disk)
     stdout, err = proc.communicate(timeout=900)

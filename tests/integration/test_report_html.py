@@ -6,8 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +50,26 @@ def _dump_dom(exe: str, page: Path, profile: Path) -> str:
 
 
 def _fake_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
-    def safety_study(model_name: str, p: float, q: float, **kw: Any) -> dict[str, Any]:
-        return {
+    """The safety study replaced by a closed form of (p, q) (the type's report still runs on it)."""
+
+    def safety_study(cfg: Any, **kw: Any) -> dict[str, Any]:
+        p, q = cfg.p, cfg.q
+        row = {
             "asr": min(1.0, 6 * q / (1 + 4 * p)),
             "benign_accuracy": 1 - p / 3,
             "perplexity": 2 + q,
             "removed": q * (1 - p),
         }
+        return {
+            "model": cfg.model,
+            "method": cfg.method,
+            "p": p,
+            "q": q,
+            **row,
+            "rows": {"set_difference": row},
+        }
 
-    fake = types.ModuleType("excise.pipeline")
-    fake.safety_study = safety_study  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "excise.pipeline", fake)
-    monkeypatch.setattr("excise.models.load_model", lambda name, dtype, device: (None, None))
+    monkeypatch.setattr("excise.pipeline.safety_study", safety_study)
 
 
 def test_report_page_renders_table_and_every_image_in_chromium(
