@@ -81,7 +81,7 @@ def _run(out: Path, cfg: Any, rec: Any, echo: Callable[[str], None]) -> dict[str
         + (
             "loading from the cache"
             if cached
-            else "training from scratch (about two minutes on two CPU cores; cached afterwards)"
+            else "training from scratch (about three minutes on two CPU cores; cached afterwards)"
         )
     )
     model, tok = load_organism(rec)

@@ -1,6 +1,6 @@
 """The trained organism on held-out prompts: it refuses harmful requests and answers benign ones.
 
-Trained once per session (about two minutes on two idle CPU cores) into the session cache.
+Trained once per session (about three minutes on two idle CPU cores) into the session cache.
 """
 
 from __future__ import annotations

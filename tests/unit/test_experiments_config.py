@@ -165,11 +165,11 @@ def test_demo_is_a_named_experiment_of_the_safety_type() -> None:
     cfg = demo_config()
     assert isinstance(cfg, SafetyNeuronsConfig) and isinstance(cfg, StudyConfig)
     assert cfg.type == "safety-neurons" and cfg.model == "organism" and cfg.rows == ROWS
-    assert cfg.n_safety is None and cfg.eval.system_prompt == "You are a helpful assistant."
+    assert cfg.n_safety is None and cfg.eval.system_prompt is None
     assert cfg == parse_experiment_config(load_document("demo").experiment)
-    changed = demo_config({"p": 0.1, "eval": {"samples": 3}}, ["q=0.2"])
-    assert (changed.p, changed.q, changed.eval.samples) == (0.1, 0.2, 3)
-    assert changed.eval.system_prompt == cfg.eval.system_prompt  # eval merged key by key
+    changed = demo_config({"p": 0.1, "eval": {"samples": 3}}, ["q=0.2", "eval.limit=40"])
+    assert (changed.p, changed.q, changed.eval.samples, changed.eval.limit) == (0.1, 0.2, 3, 40)
+    assert changed.eval.max_new_tokens == cfg.eval.max_new_tokens  # eval merged key by key
     with pytest.raises(ExciseError, match=r"p must be a fraction in \(0, 1\], got 2"):
         demo_config({"p": 2.0})
     with pytest.raises(ExciseError, match="unknown key 'eval.limt'"):

@@ -20,6 +20,7 @@ def _machine(monkeypatch: pytest.MonkeyPatch, cores: int, load: float) -> None:
     monkeypatch.delenv(th.ENV, raising=False)
     monkeypatch.setattr(th, "cpu_cores", lambda: cores)
     monkeypatch.setattr(th.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(th, "others_running", lambda: None)  # the rule from the load average alone
 
 
 @pytest.mark.parametrize(
@@ -38,6 +39,50 @@ def _machine(monkeypatch: pytest.MonkeyPatch, cores: int, load: float) -> None:
 def test_rule(monkeypatch: pytest.MonkeyPatch, cores: int, load: float, workers: int, expected: int) -> None:
     _machine(monkeypatch, cores, load)
     assert th.auto_threads(workers=workers) == expected
+
+
+@pytest.mark.parametrize(
+    ("cores", "load", "workers", "expected"),
+    [
+        (2, 0.0, 1, 2),  # a quiet two-core machine: long GEMM-heavy training takes both cores
+        (2, 0.4, 1, 2),
+        (2, 0.6, 1, 1),  # anything else running: one thread
+        (2, 0.0, 2, 1),  # two workers (e.g. pytest-xdist): one each
+        (1, 0.0, 1, 1),
+        (8, 3.0, 1, 5),  # more cores: the same rule as any work
+    ],
+)
+def test_rule_for_gemm_heavy_work(
+    monkeypatch: pytest.MonkeyPatch, cores: int, load: float, workers: int, expected: int
+) -> None:
+    _machine(monkeypatch, cores, load)
+    assert th.auto_threads(workers=workers, gemm_heavy=True) == expected
+
+
+@pytest.mark.parametrize(("others", "expected"), [(0, 2), (1, 1), (3, 1)])
+def test_gemm_heavy_work_looks_at_what_runs_now_not_the_load_average(
+    monkeypatch: pytest.MonkeyPatch, others: int, expected: int
+) -> None:
+    _machine(monkeypatch, 2, 1.5)  # a load average still high from a job that has just ended
+    monkeypatch.setattr(th, "others_running", lambda: others)
+    assert th.auto_threads(gemm_heavy=True) == expected
+    assert th.auto_threads() == 1
+
+
+def test_others_running_sees_a_busy_process() -> None:
+    quiet = th.others_running()
+    assert quiet is None or quiet >= 0
+    if quiet is None:
+        return
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.5)
+        assert th.others_running() >= 1
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 def test_the_variable_overrides_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:

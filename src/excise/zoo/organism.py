@@ -255,8 +255,9 @@ def build_model(recipe: Recipe, tok: Any) -> Any:
 
 
 def train_threads() -> int:
-    """Alias of ``excise.threads.auto_threads`` (the one thread policy; ``$EXCISE_THREADS`` overrides it)."""
-    return auto_threads()
+    """Threads for training: ``excise.threads.auto_threads`` for GEMM-heavy work (the one thread
+    policy; ``$EXCISE_THREADS`` overrides it)."""
+    return auto_threads(gemm_heavy=True)
 
 
 def _lr_at(step: int, total: int, peak: float, warmup: int) -> float:
@@ -361,7 +362,7 @@ def train_organism(
     if longest > rec.context:
         raise ExciseError(f"a training sample has {longest} tokens, more than the context {rec.context}")
     t_data = time.perf_counter() - t0
-    used = auto_threads()
+    used = train_threads()
     with use_threads(used), torch.random.fork_rng():
         model, base_state, loss_a, loss_b = _train_both(rec, tok, enc_a, enc_b)
     log = {

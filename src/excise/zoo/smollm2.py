@@ -163,7 +163,7 @@ def safety_tune(recipe: SafetyRecipe | Mapping[str, Any] | None = None, retrain:
             parts = name.split(".")
             layer = int(parts[2]) if len(parts) > 2 and parts[1] == "layers" and parts[2].isdigit() else -1
             p.requires_grad_(layer >= rec.trainable_from_layer)
-    with use_threads(auto_threads()):  # the one thread policy (excise.threads)
+    with use_threads(auto_threads(gemm_heavy=True)):  # the one thread policy (excise.threads)
         finetune(
             model,
             tok,
