@@ -38,7 +38,11 @@ def _torch_threads() -> None:
 
     from excise.threads import auto_threads
 
-    torch.set_num_threads(auto_threads(workers=int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    n = auto_threads(workers=workers)
+    if workers > 1:  # every worker, and every command a test starts, stays on its share of the cores
+        os.environ.setdefault("EXCISE_THREADS", str(n))
+    torch.set_num_threads(n)
 
 
 @pytest.fixture
