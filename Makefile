@@ -21,7 +21,7 @@ test: setup
 	  export EXCISE_REQUIRE_CHROMIUM=1; fi; $(PY) -m pytest -q -n auto --dist loadfile tests
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow" tests
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -36,10 +36,10 @@ from excise.experiments.types.safety_ranks import (
     RankStudyConfig,
     eval_scalars,
     evaluate,
+    finish_result,
     load_study_model,
     study_judge,
     study_threads,
-    with_original,
     write_results,
 )
 
@@ -294,14 +294,8 @@ def refusal_direction_study(
     out.update({k: v for k, v in picked.items() if k != "direction"})
     if cfg.random:
         out.update(chosen_layer=None, chosen_position=None, n_layers=n_layers, candidate_layers=n_cand)
-    with_original(out, original, edited)
-    out["timings"] = {k: round(v, 2) for k, v in timings.items()}
     out["direction"] = [float(x) for x in r]
-    out["examples"] = {
-        "edited": edited.get("examples", {}),
-        **({"original": original.get("examples", {})} if original else {}),
-    }
-    return out
+    return finish_result(out, original, edited, timings)
 
 
 def run_refusal_direction(cfg: RefusalDirectionExperimentConfig, ctx: Any) -> dict[str, Any]:

@@ -192,6 +192,22 @@ def eval_scalars(res: Mapping[str, Any]) -> dict[str, Any]:
     return {**first, **flat}
 
 
+def finish_result(
+    out: dict[str, Any],
+    original: Mapping[str, Any] | None,
+    edited: Mapping[str, Any],
+    timings: Mapping[str, float],
+) -> dict[str, Any]:
+    """The common tail of a rank-level result: ``with_original``, rounded timings, both examples."""
+    with_original(out, original, edited)
+    out["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    out["examples"] = {
+        "edited": edited.get("examples", {}),
+        **({"original": original.get("examples", {})} if original else {}),
+    }
+    return out
+
+
 def with_original(
     out: dict[str, Any], original: Mapping[str, Any] | None, edited: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -318,14 +334,8 @@ def safety_ranks_study(
             out[f"counts.{what}"] = sum(c.get(what, 0) for c in report.counts.values())
     if matched is not None:
         out["matched_rank_dw"] = matched.total
-    with_original(out, original, edited)
-    out["timings"] = {k: round(v, 2) for k, v in timings.items()}
     out["rank_report"] = {**report.to_dict(), "matched": matched.to_dict() if matched else None}
-    out["examples"] = {
-        "edited": edited.get("examples", {}),
-        **({"original": original.get("examples", {})} if original else {}),
-    }
-    return out
+    return finish_result(out, original, edited, timings)
 
 
 def run_safety_ranks(cfg: SafetyRanksConfig, ctx: Any) -> dict[str, Any]:
